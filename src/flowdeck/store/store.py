@@ -1,0 +1,237 @@
+"""`Store`: the small repository over the metadata tables, and `Batch` for grouped writes.
+
+The pipeline engine writes many small rows (a task, an attempt, a few artifacts and events per task).
+It gathers them in a `Batch` and commits one transaction per scheduling step with Core statements,
+which keeps per-task store cost well under a millisecond on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy.orm import Session
+
+from flowdeck.store.models import (
+    ArtifactRow,
+    AttemptRow,
+    Base,
+    CacheEntryRow,
+    EventRow,
+    RunRow,
+    TaskRow,
+    utcnow,
+)
+
+TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED"})
+
+
+class RunNotFound(LookupError):
+    """No run has the given id (or unique id prefix)."""
+
+
+@dataclass
+class Batch:
+    """Rows to write together. Values are plain dicts of column name to value."""
+
+    new_tasks: list[dict[str, Any]] = field(default_factory=list)
+    task_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempt_updates: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    new_artifacts: list[dict[str, Any]] = field(default_factory=list)
+    new_events: list[dict[str, Any]] = field(default_factory=list)
+    cache_entries: list[dict[str, Any]] = field(default_factory=list)
+    run_update: dict[str, Any] = field(default_factory=dict)
+
+    def update_task(self, task_id: str, **values: Any) -> None:
+        self.task_updates.setdefault(task_id, {}).update(values)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.new_tasks or self.task_updates or self.new_attempts or self.attempt_updates
+            or self.new_artifacts or self.new_events or self.cache_entries or self.run_update
+        )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Store:
+    """Repository over the metadata DB. Create it with `open_store(url)`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- runs --------------------------------------------------------------------------------
+    def create_run(self, **values: Any) -> str:
+        values.setdefault("engine_host", socket.gethostname())
+        values.setdefault("engine_pid", os.getpid())
+        with self.engine.begin() as conn:
+            conn.execute(insert(RunRow), [values])
+        return values["id"]
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+
+    def get_run(self, run_id: str) -> RunRow:
+        """The run with this id, or the only run whose id starts with it."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                matches = session.scalars(
+                    select(RunRow).where(RunRow.id.startswith(run_id, autoescape=True)).limit(2)
+                ).all()
+                if len(matches) != 1:
+                    raise RunNotFound(run_id)
+                row = matches[0]
+            return row
+
+    def list_runs(self, *, limit: int = 50, state: str | None = None) -> Sequence[RunRow]:
+        query = select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)
+        if state:
+            query = query.where(RunRow.state == state)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalars(query).all()
+
+    def fail_orphaned_runs(self) -> list[str]:
+        """Mark FAILED the active runs on this host whose engine process is gone."""
+        host = socket.gethostname()
+        query = select(RunRow.id, RunRow.engine_pid).where(
+            RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_host == host
+        )
+        orphaned = []
+        with self.engine.begin() as conn:
+            for run_id, pid in conn.execute(query):
+                if pid is None or not _pid_alive(pid):
+                    orphaned.append(run_id)
+            if orphaned:
+                now = utcnow()
+                message = "the engine running this run exited unexpectedly"
+                conn.execute(
+                    update(RunRow).where(RunRow.id.in_(orphaned))
+                    .values(state="FAILED", error=message, finished_at=now)
+                )
+                conn.execute(
+                    update(TaskRow)
+                    .where(TaskRow.run_id.in_(orphaned), TaskRow.state.in_(("PENDING", "RUNNING")))
+                    .values(state="FAILED", error=message, finished_at=now)
+                )
+        return orphaned
+
+    def delete_run(self, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(RunRow).where(RunRow.id == run_id))
+
+    # -- tasks and attempts --------------------------------------------------------------------
+    def list_tasks(self, run_id: str) -> Sequence[TaskRow]:
+        query = select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at, TaskRow.path)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalars(query).all()
+
+    def list_attempts(self, task_ids: Sequence[str]) -> Sequence[AttemptRow]:
+        query = (
+            select(AttemptRow).where(AttemptRow.task_id.in_(task_ids))
+            .order_by(AttemptRow.task_id, AttemptRow.number)
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalars(query).all()
+
+    # -- artifacts and lineage -----------------------------------------------------------------
+    def lineage(self, task_id: str) -> list[tuple[str, str, ArtifactRow]]:
+        """(event type, key, artifact) for every artifact the task read or wrote."""
+        query = (
+            select(EventRow.type, EventRow.key, ArtifactRow)
+            .join(ArtifactRow, ArtifactRow.id == EventRow.artifact_id)
+            .where(EventRow.task_id == task_id)
+            .order_by(EventRow.type, EventRow.key, EventRow.position)
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            return [(t, k, a) for t, k, a in session.execute(query)]
+
+    # -- cache -----------------------------------------------------------------------------------
+    def cache_lookup(self, fingerprint: str, pipeline_name: str) -> dict[str, Any] | None:
+        query = select(CacheEntryRow.outputs).where(
+            CacheEntryRow.fingerprint == fingerprint, CacheEntryRow.pipeline_name == pipeline_name
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    # -- batched writes --------------------------------------------------------------------------
+    def commit(self, run_id: str, batch: Batch) -> None:
+        """Write everything in `batch` in one transaction."""
+        if not batch:
+            return
+        with self.engine.begin() as conn:
+            if batch.new_tasks:
+                conn.execute(insert(TaskRow), batch.new_tasks)
+            for task_id, values in batch.task_updates.items():
+                conn.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+            if batch.new_attempts:
+                conn.execute(insert(AttemptRow), batch.new_attempts)
+            for task_id, number, values in batch.attempt_updates:
+                conn.execute(
+                    update(AttemptRow)
+                    .where(AttemptRow.task_id == task_id, AttemptRow.number == number)
+                    .values(**values)
+                )
+            if batch.new_artifacts:
+                conn.execute(insert(ArtifactRow), batch.new_artifacts)
+            if batch.new_events:
+                conn.execute(insert(EventRow), batch.new_events)
+            for entry in batch.cache_entries:
+                conn.execute(
+                    delete(CacheEntryRow).where(
+                        CacheEntryRow.fingerprint == entry["fingerprint"],
+                        CacheEntryRow.pipeline_name == entry["pipeline_name"],
+                    )
+                )
+                conn.execute(insert(CacheEntryRow), [entry])
+            if batch.run_update:
+                conn.execute(update(RunRow).where(RunRow.id == run_id).values(**batch.run_update))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_store(url: str) -> Store:
+    """Connect to the DB at `url`, creating or upgrading its schema as needed."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    Base.metadata.create_all(engine)
+    return Store(engine)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite drops tzinfo; treat naive timestamps from the DB as UTC."""
+    if value is not None and value.tzinfo is None:
+        from datetime import timezone
+
+        return value.replace(tzinfo=timezone.utc)
+    return value
