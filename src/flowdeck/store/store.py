@@ -3,32 +3,58 @@
 The pipeline engine writes many small rows (a task, an attempt, a few artifacts and events per task).
 It gathers them in a `Batch` and commits one transaction per scheduling step with Core statements,
 which keeps per-task store cost well under a millisecond on SQLite.
+
+`open_store` owns the schema: it applies the Alembic migrations shipped in `migrations/`, and skips
+Alembic entirely when the database is already current, because every CLI command opens the store.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from flowdeck.store.models import (
     ArtifactRow,
     AttemptRow,
-    Base,
     CacheEntryRow,
     EventRow,
     RunRow,
     TaskRow,
+    as_utc,
     utcnow,
 )
 
+__all__ = ["Batch", "RunNotFound", "Store", "as_utc", "open_store"]
+
 TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED"})
+
+# The newest revision in migrations/versions. A database already at it is opened without importing
+# alembic (~150 ms, paid by every CLI command otherwise); bump it with every new migration.
+SCHEMA_REVISION = "0001"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Key of the PostgreSQL advisory lock that serialises concurrent migrations of one database.
+_MIGRATION_LOCK_KEY = zlib.crc32(b"flowdeck.store.migrations")
 
 
 class RunNotFound(LookupError):
@@ -60,10 +86,11 @@ class Batch:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # busy_timeout first: switching a fresh file to WAL needs a lock another process may hold.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -86,20 +113,22 @@ class Store:
             conn.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
     def get_run(self, run_id: str) -> RunRow:
-        """The run with this id, or the only run whose id starts with it."""
+        """The run with this id, or the only run whose id starts with it (case-sensitive)."""
+        if not run_id:
+            raise RunNotFound(run_id)
         with Session(self.engine, expire_on_commit=False) as session:
             row = session.get(RunRow, run_id)
             if row is None:
-                matches = session.scalars(
-                    select(RunRow).where(RunRow.id.startswith(run_id, autoescape=True)).limit(2)
-                ).all()
+                # Not LIKE: SQLite's LIKE ignores case, PostgreSQL's does not.
+                prefix = func.substr(RunRow.id, 1, len(run_id)) == run_id
+                matches = session.scalars(select(RunRow).where(prefix).limit(2)).all()
                 if len(matches) != 1:
                     raise RunNotFound(run_id)
                 row = matches[0]
             return row
 
     def list_runs(self, *, limit: int = 50, state: str | None = None) -> Sequence[RunRow]:
-        query = select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)
+        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
         if state:
             query = query.where(RunRow.state == state)
         with Session(self.engine, expire_on_commit=False) as session:
@@ -113,7 +142,7 @@ class Store:
         )
         orphaned = []
         with self.engine.begin() as conn:
-            for run_id, pid in conn.execute(query):
+            for run_id, pid in conn.execute(query).all():
                 if pid is None or not _pid_alive(pid):
                     orphaned.append(run_id)
             if orphaned:
@@ -190,19 +219,34 @@ class Store:
                 conn.execute(insert(ArtifactRow), batch.new_artifacts)
             if batch.new_events:
                 conn.execute(insert(EventRow), batch.new_events)
-            for entry in batch.cache_entries:
-                conn.execute(
-                    delete(CacheEntryRow).where(
-                        CacheEntryRow.fingerprint == entry["fingerprint"],
-                        CacheEntryRow.pipeline_name == entry["pipeline_name"],
-                    )
-                )
-                conn.execute(insert(CacheEntryRow), [entry])
+            if batch.cache_entries:
+                _upsert_cache_entries(conn, batch.cache_entries)
             if batch.run_update:
                 conn.execute(update(RunRow).where(RunRow.id == run_id).values(**batch.run_update))
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _upsert_cache_entries(conn: Connection, entries: list[dict[str, Any]]) -> None:
+    """Insert or replace cache entries; for a repeated (fingerprint, pipeline) the last one wins.
+
+    A single INSERT ... ON CONFLICT, not delete-then-insert, so that two engines caching the same
+    execution at once cannot fail each other's batch with a duplicate key.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    # ON CONFLICT may not touch one row twice in a statement: keep the last entry per key.
+    newest = {(entry["fingerprint"], entry["pipeline_name"]): entry for entry in entries}
+    stmt = dialect_insert(CacheEntryRow)
+    replaced = ("task_id", "outputs", "created_at")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["fingerprint", "pipeline_name"],
+        set_={name: stmt.excluded[name] for name in replaced},
+    )
+    conn.execute(stmt, list(newest.values()))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -216,22 +260,45 @@ def _pid_alive(pid: int) -> bool:
 
 
 def open_store(url: str) -> Store:
-    """Connect to the DB at `url`, creating or upgrading its schema as needed."""
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    engine = create_engine(url, future=True)
+    """Connect to the DB at `url` (SQLite or PostgreSQL), creating or upgrading its schema as needed."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    engine = create_engine(parsed)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    try:
+        _migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return Store(engine)
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite drops tzinfo; treat naive timestamps from the DB as UTC."""
-    if value is not None and value.tzinfo is None:
-        from datetime import timezone
+def _migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision: a quick check, or `alembic upgrade head` under a lock."""
+    with engine.connect() as conn:
+        if _schema_revision(conn) == SCHEMA_REVISION:
+            return
+        conn.rollback()
+        # Hold a database-wide lock for the whole upgrade, so that a second process opening the
+        # same new database waits for the first and then finds it current instead of racing it.
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        from alembic import command
+        from alembic.config import Config
 
-        return value.replace(tzinfo=timezone.utc)
-    return value
+        config = Config()  # no alembic.ini: the migrations ship inside the package
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn  # env.py migrates on this connection, in this transaction
+        command.upgrade(config, "head")
+        conn.commit()
+
+
+def _schema_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+

@@ -1,0 +1,151 @@
+"""The Python API for running pipelines: `run_pipeline`, used by the CLI and by users directly.
+
+It loads and validates the pipeline and its arguments first, so bad input fails before any run is
+recorded; then records the run, drives the engine on a local runtime, and returns one document
+describing the result (the same one `flowdeck run --json` prints).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flowdeck.config import Settings, get_settings
+from flowdeck.pipelines.engine import EXECUTOR_MODULE, Engine, Listener, RunOptions
+from flowdeck.pipelines.errors import PipelineError
+from flowdeck.pipelines.model import new_id
+from flowdeck.pipelines.spec import Pipeline, load_pipeline
+from flowdeck.pipelines.values import coerce_arguments
+from flowdeck.runtime import LocalRuntime
+from flowdeck.store import Store, open_store
+
+_REMOTE = ("gs://", "s3://", "minio://", "oci://", "http://", "https://")
+
+
+def run_pipeline(
+    pipeline: Any,
+    arguments: dict[str, Any] | None = None,
+    *,
+    enable_caching: bool = True,
+    settings: Settings | None = None,
+    listener: Listener | None = None,
+) -> dict[str, Any]:
+    """Run a pipeline to completion and describe the result.
+
+    `pipeline` is a `@dsl.pipeline` function, a path to a compiled YAML or a Python file
+    (`file.py` or `file.py:function`), or a parsed pipeline spec dict. Returns
+    `{"run_id", "state", "outputs", "tasks"}`. Raises `PipelineError` for invalid pipelines or
+    arguments (no run is created); Ctrl-C cancels the run and re-raises `KeyboardInterrupt`.
+    """
+    settings = settings or get_settings()
+    loaded = load_pipeline(pipeline)
+    parameters, artifacts = prepare_arguments(loaded, arguments or {})
+    store = open_store(settings.resolved_database_url)
+    runtime = LocalRuntime(preload=(EXECUTOR_MODULE,), log_dir=str(settings.logs_dir))
+    try:
+        store.fail_orphaned_runs()
+        return execute(loaded, parameters, artifacts, store=store, runtime=runtime, settings=settings,
+                       enable_caching=enable_caching, listener=listener)
+    finally:
+        runtime.close()
+        store.close()
+
+
+def prepare_arguments(pipeline: Pipeline, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split and type-check user arguments into parameters and root artifact inputs."""
+    definitions = pipeline.root.get("inputDefinitions") or {}
+    artifact_definitions = definitions.get("artifacts") or {}
+    parameters = {k: v for k, v in arguments.items() if k not in artifact_definitions}
+    artifacts: dict[str, list[dict[str, Any]]] = {}
+    for name, value in arguments.items():
+        if name not in artifact_definitions:
+            continue
+        if not isinstance(value, str) or not value:
+            raise PipelineError(f"artifact input {name!r} takes a path or URI")
+        uri = value.removeprefix("file://")
+        if not uri.startswith(_REMOTE):
+            if not os.path.exists(uri):
+                raise PipelineError(f"artifact input {name!r}: {uri}: no such file")
+            uri = os.path.abspath(uri)
+        schema = artifact_definitions[name].get("artifactType") or {}
+        artifacts[name] = [{
+            "name": name, "uri": uri, "metadata": {},
+            "type": {"schemaTitle": schema.get("schemaTitle", "system.Artifact"),
+                     "schemaVersion": schema.get("schemaVersion", "0.0.1")},
+        }]
+    typed = coerce_arguments(parameters, definitions)
+    missing = [
+        name for name, definition in artifact_definitions.items()
+        if name not in artifacts and not definition.get("isOptional")
+    ]
+    if missing:
+        raise PipelineError(
+            f"missing artifact input {', '.join(repr(m) for m in missing)} (pass a path with -p NAME=PATH)")
+    return typed, artifacts
+
+
+def execute(pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str, Any], *, store: Store,
+            runtime: LocalRuntime, settings: Settings, enable_caching: bool = True,
+            listener: Listener | None = None) -> dict[str, Any]:
+    """Record a run of an already validated pipeline and drive it to the end."""
+    run_id = new_id()
+    created = datetime.now(timezone.utc)
+    display_name = f"{pipeline.name} {created:%Y-%m-%d %H-%M-%S}"
+    store.create_run(
+        id=run_id, pipeline_name=pipeline.name, display_name=display_name, state="PENDING",
+        pipeline_spec=pipeline.spec, platform_spec=pipeline.platform_spec or None,
+        arguments=_jsonable_arguments(parameters, artifacts), enable_caching=enable_caching,
+        created_at=created,
+    )
+    options = RunOptions(
+        run_id=run_id, display_name=display_name, artifact_root=settings.resolved_artifact_root,
+        logs_dir=Path(settings.logs_dir), venv_dir=Path(settings.venv_cache_dir),
+        enable_caching=enable_caching, max_parallel=settings.max_parallel_tasks,
+    )
+    engine = Engine(pipeline, parameters, store, runtime, options, listener, root_artifacts=artifacts)
+    try:
+        state = engine.run()
+    except KeyboardInterrupt:
+        _finish_run(store, run_id, "CANCELED", {}, "canceled by the user (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        _finish_run(store, run_id, "FAILED", {}, f"engine error: {type(exc).__name__}: {exc}")
+        raise
+    outputs = engine.public_outputs()
+    _finish_run(store, run_id, state, outputs, engine.run_error())
+    return describe_run(store, run_id)
+
+
+def _finish_run(store: Store, run_id: str, state: str, outputs: dict[str, Any], error: str | None) -> None:
+    values: dict[str, Any] = {"state": state, "outputs": outputs, "finished_at": datetime.now(timezone.utc)}
+    if error:
+        values["error"] = error
+    store.update_run(run_id, **values)
+
+
+def _jsonable_arguments(parameters: dict[str, Any], artifacts: dict[str, Any]) -> dict[str, Any]:
+    result = dict(parameters)
+    for name, items in artifacts.items():
+        result[name] = items[0]["uri"]
+    return result
+
+
+def describe_run(store: Store, run_id: str) -> dict[str, Any]:
+    """The run document: id, state, outputs and every task with its state, cache hit and attempts."""
+    run = store.get_run(run_id)
+    tasks = store.list_tasks(run.id)
+    return {
+        "run_id": run.id,
+        "pipeline": run.pipeline_name,
+        "display_name": run.display_name,
+        "state": run.state,
+        "error": run.error,
+        "outputs": run.outputs or {},
+        "tasks": [
+            {"name": t.name, "display_name": t.display_name, "path": t.path, "state": t.state,
+             "cached": t.cached, "attempts": t.attempts, "error": t.error}
+            for t in tasks
+        ],
+    }

@@ -1,0 +1,890 @@
+"""The pipeline engine: executes a KFP v2 pipeline spec, event by event.
+
+One thread owns all run state. Workloads finish on the runtime's threads and post an event to a
+queue; the engine drains the queue, updates nodes, wakes dependents, starts whatever became ready
+(bounded by the global and per-loop parallelism), and commits the step's store writes in one
+transaction. Nothing sleeps or polls except retry back-off timers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flowdeck.pipelines import cache as cache_keys
+from flowdeck.pipelines.components import parse_python_component, satisfied_here
+from flowdeck.pipelines.errors import TaskFailure
+from flowdeck.pipelines.model import BLOCKING, Node, Scope, new_id
+from flowdeck.pipelines.placeholders import (
+    PlaceholderContext,
+    resolve_arguments,
+    resolve_parameter_values,
+    resolve_string,
+)
+from flowdeck.pipelines.spec import Pipeline
+from flowdeck.pipelines.values import coerce, evaluate_condition, normalize, parse_output_text, select
+from flowdeck.pipelines.venvs import VenvError, python_for
+from flowdeck.runtime import Runtime, Workload, WorkloadHandle
+from flowdeck.store import Batch, Store
+
+EXECUTOR_MODULE = "kfp.dsl.executor_main"
+_DURATION = re.compile(r"^\s*([0-9.]+)\s*s?\s*$")
+
+
+@dataclass
+class RunOptions:
+    run_id: str
+    display_name: str
+    artifact_root: str
+    logs_dir: Path
+    venv_dir: Path
+    enable_caching: bool = True
+    max_parallel: int = 8
+
+
+class Listener:
+    """Receives progress; the CLI renders it. Methods are called on the engine thread."""
+
+    def task_changed(self, node: Node) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class Engine:
+    def __init__(self, pipeline: Pipeline, arguments: dict[str, Any], store: Store, runtime: Runtime,
+                 options: RunOptions, listener: Listener | None = None,
+                 root_artifacts: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        self.pipeline = pipeline
+        self.arguments = arguments
+        self.root_artifacts = root_artifacts or {}
+        self.outputs: dict[str, Any] = {"parameters": {}, "artifacts": {}}
+        self.store = store
+        self.runtime = runtime
+        self.options = options
+        self.listener = listener or Listener()
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.batch = Batch()
+        self.ready: deque[Node] = deque()
+        self.launch_queue: deque[Node] = deque()
+        self.running: dict[str, Node] = {}
+        self.timers: list[tuple[float, int, Node]] = []
+        self._timer_seq = 0
+        self.root: Scope | None = None
+        self.done = False
+        self.canceled = False
+        self.warned: set[str] = set()
+        self.failed_nodes: list[Node] = []
+        self.created = datetime.now(timezone.utc)
+        self.resource_name = f"{pipeline.name}-{options.run_id[:8]}"
+        self.pipeline_values = {
+            "pipeline_job_name": options.display_name,
+            "pipeline_job_resource_name": self.resource_name,
+            "pipeline_job_uuid": options.run_id,
+            "pipeline_root": options.artifact_root,
+            "pipeline_job_create_time_utc": self.created.isoformat(),
+            "pipeline_job_schedule_time_utc": self.created.isoformat(),
+        }
+
+    # ---------------------------------------------------------------------------------- main loop
+    def run(self) -> str:
+        """Execute the pipeline to the end and return the run's final state."""
+        root_component = self.pipeline.root
+        parameters = self._with_defaults(root_component, dict(self.arguments))
+        self.root = Scope(component=root_component, owner=None, path="", parameters=parameters,
+                          artifacts=dict(self.root_artifacts))
+        self.batch.run_update.update(state="RUNNING", started_at=datetime.now(timezone.utc))
+        self._open_scope(self.root)
+        try:
+            self._pump()
+            while not self.done:
+                timeout = None
+                if self.timers:
+                    timeout = max(0.0, self.timers[0][0] - time.monotonic())
+                try:
+                    event = self.events.get(timeout=timeout)
+                except queue.Empty:
+                    event = None
+                if event is not None:
+                    self._handle(event)
+                    while True:
+                        try:
+                            self._handle(self.events.get_nowait())
+                        except queue.Empty:
+                            break
+                self._fire_timers()
+                self._pump()
+        except KeyboardInterrupt:
+            self.cancel("canceled by the user (Ctrl-C)")
+            raise
+        finally:
+            self._flush()
+        return self.final_state
+
+    @property
+    def final_state(self) -> str:
+        assert self.root is not None
+        if self.canceled:
+            return "CANCELED"
+        return "FAILED" if self.root.failed else "SUCCEEDED"
+
+    def public_outputs(self) -> dict[str, Any]:
+        """Pipeline outputs: parameter values, and `{"uri", "metadata"}` for artifacts."""
+        result: dict[str, Any] = dict(self.outputs["parameters"])
+        for name, artifacts in self.outputs["artifacts"].items():
+            described = [{"uri": a["uri"], "metadata": a.get("metadata") or {}} for a in artifacts]
+            result[name] = described[0] if len(described) == 1 else described
+        return _jsonable(result)
+
+    def run_error(self) -> str | None:
+        """One line saying why the run did not succeed, naming the first failed task."""
+        if self.final_state == "SUCCEEDED":
+            return None
+        for node in self.failed_nodes:
+            return f"task {node.path} failed: {node.error}"
+        return None
+
+    def cancel(self, reason: str) -> None:
+        """Stop everything: running workloads are killed, pending tasks end CANCELED."""
+        self.canceled = True
+        for key in [k for k in self.running if k.startswith("venv:")]:
+            self._set_state(self.running.pop(key), "CANCELED", error=reason)
+        for node in list(self.running.values()):
+            if node.handle is not None:
+                self.runtime.stop(node.handle, grace_seconds=2.0)
+        deadline = time.monotonic() + 10
+        while self.running and time.monotonic() < deadline:
+            try:
+                kind, payload = self.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if kind == "exit":
+                node = self.running.pop(payload[0].id, None)
+                if node is not None:
+                    self._set_state(node, "CANCELED", error=reason)
+        for scope_node in self._all_nodes():
+            if not scope_node.finished:
+                self._set_state(scope_node, "CANCELED", error=reason)
+        self.done = True
+        self.batch.run_update.update(error=reason)
+
+    def _all_nodes(self) -> list[Node]:
+        result: list[Node] = []
+        stack = [self.root] if self.root else []
+        while stack:
+            scope = stack.pop()
+            for node in scope.nodes.values():
+                result.append(node)
+                stack.extend(node.iteration_results.values())
+        return result
+
+    def _handle(self, event: tuple[str, Any]) -> None:
+        kind, payload = event
+        if kind == "exit":
+            handle, code = payload
+            node = self.running.pop(handle.id, None)
+            if node is not None:
+                self._executor_exited(node, code)
+        elif kind == "message":
+            self.listener.message(payload)
+        elif kind == "venv-ready":
+            node, python, error = payload
+            if error:
+                self._finish(node, "FAILED", error=error)
+            else:
+                self._launch(node, python)
+
+    def _pump(self) -> None:
+        """Process ready nodes and launch queued workloads until nothing more can move."""
+        while self.ready or (self.launch_queue and len(self.running) < self.options.max_parallel):
+            while self.ready:
+                self._start_node(self.ready.popleft())
+            while self.launch_queue and len(self.running) < self.options.max_parallel:
+                node = self.launch_queue.popleft()
+                if not node.finished:
+                    self._run_executor(node)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.batch:
+            self.store.commit(self.options.run_id, self.batch)
+            self.batch = Batch()
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, node = heapq.heappop(self.timers)
+            if not node.finished:
+                self.launch_queue.append(node)
+
+    # ------------------------------------------------------------------------------------ scopes
+    def _open_scope(self, scope: Scope) -> None:
+        tasks = scope.tasks
+        for name, spec in tasks.items():
+            component = self.pipeline.component(spec["componentRef"]["name"])
+            if spec.get("parameterIterator") or spec.get("artifactIterator"):
+                kind = "loop"
+            elif "dag" in component:
+                kind = "dag"
+            elif "importer" in self.pipeline.executor(component["executorLabel"]):
+                kind = "importer"
+            else:
+                kind = "container"
+            path = f"{scope.path}/{name}" if scope.path else name
+            node = Node(name=name, spec=spec, scope=scope, path=path, kind=kind)
+            scope.nodes[name] = node
+            self.batch.new_tasks.append({
+                "id": node.id, "run_id": self.options.run_id,
+                "parent_id": scope.owner.id if scope.owner else None, "name": name,
+                "display_name": node.display_name, "path": path, "kind": kind, "state": "PENDING",
+                "cached": False, "attempts": 0, "inputs": {}, "outputs": {},
+            })
+        for node in scope.nodes.values():
+            upstream = [scope.nodes[d] for d in node.spec.get("dependentTasks") or [] if d in scope.nodes]
+            node.waiting = len(upstream)
+            for producer in upstream:
+                producer.dependents.append(node)
+        scope.unfinished = len(scope.nodes)
+        if not scope.nodes:
+            self._close_scope(scope)
+            return
+        for node in scope.nodes.values():
+            if node.waiting == 0:
+                self.ready.append(node)
+
+    def _close_scope(self, scope: Scope) -> None:
+        owner = scope.owner
+        if owner is None:
+            self._finish_run(scope)
+            return
+        if owner.kind == "loop":
+            self._iteration_done(owner, scope)
+            return
+        if scope.failed:
+            self._finish(owner, "FAILED", error="a task inside failed")
+            return
+        owner.parameters_out, owner.artifacts_out = self._scope_outputs(scope)
+        self._finish(owner, "SUCCEEDED")
+
+    def _scope_outputs(self, scope: Scope) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+        outputs = (scope.component.get("dag") or {}).get("outputs") or {}
+        parameters: dict[str, Any] = {}
+        for name, spec in (outputs.get("parameters") or {}).items():
+            selectors = []
+            if "valueFromParameter" in spec:
+                selectors = [spec["valueFromParameter"]]
+            elif "valueFromOneof" in spec:
+                selectors = spec["valueFromOneof"].get("parameterSelectors") or []
+            for selector in selectors:
+                producer = scope.nodes.get(selector["producerSubtask"])
+                key = selector["outputParameterKey"]
+                if producer is not None and key in producer.parameters_out:
+                    parameters[name] = producer.parameters_out[key]
+                    break
+        artifacts: dict[str, list[dict[str, Any]]] = {}
+        for name, spec in (outputs.get("artifacts") or {}).items():
+            for selector in spec.get("artifactSelectors") or []:
+                producer = scope.nodes.get(selector["producerSubtask"])
+                key = selector["outputArtifactKey"]
+                if producer is not None and producer.artifacts_out.get(key):
+                    artifacts[name] = producer.artifacts_out[key]
+                    break
+        return parameters, artifacts
+
+    def _finish_run(self, scope: Scope) -> None:
+        parameters, artifacts = self._scope_outputs(scope)
+        self.outputs = {"parameters": parameters, "artifacts": artifacts}
+        self.done = True
+
+    # ------------------------------------------------------------------------------------- nodes
+    def _start_node(self, node: Node) -> None:
+        if node.finished or self.canceled:
+            return
+        scope = node.scope
+        policy = node.spec.get("triggerPolicy") or {}
+        all_completed = policy.get("strategy") == "ALL_UPSTREAM_TASKS_COMPLETED"
+        blocked = [
+            d for d in node.spec.get("dependentTasks") or []
+            if d in scope.nodes and scope.nodes[d].state in BLOCKING
+        ]
+        if blocked and not all_completed:
+            self._finish(node, "SKIPPED", error=f"upstream task {blocked[0]} did not succeed")
+            return
+        try:
+            self._resolve_inputs(node)
+            condition = policy.get("condition")
+            if condition and not evaluate_condition(condition, node.parameters_in):
+                self._finish(node, "NOT_TRIGGERED")
+                return
+        except TaskFailure as exc:
+            self._finish(node, "FAILED", error=str(exc))
+            return
+        self._set_state(node, "RUNNING")
+        self.batch.update_task(node.id, inputs=self._inputs_record(node))
+        component = self.pipeline.component(node.component_name)
+        if node.kind == "loop":
+            self._start_loop(node)
+        elif node.kind == "dag":
+            parameters = self._with_defaults(component, dict(node.parameters_in))
+            child = Scope(component=component, owner=node, path=node.path, parameters=parameters,
+                          artifacts=dict(node.artifacts_in))
+            node.iteration_results[0] = child
+            self._open_scope(child)
+        elif node.kind == "importer":
+            self._run_importer(node, component)
+        else:
+            self._prepare_executor(node, component)
+
+    def _finish(self, node: Node, state: str, error: str | None = None) -> None:
+        if node.finished:
+            return
+        self._set_state(node, state, error=error)
+        values: dict[str, Any] = {"finished_at": datetime.now(timezone.utc), "cached": node.cached}
+        if node.parameters_out or node.artifacts_out:
+            values["outputs"] = {
+                "parameters": node.parameters_out,
+                "artifacts": {k: [_public(a) for a in v] for k, v in node.artifacts_out.items()},
+            }
+        self.batch.update_task(node.id, **values)
+        scope = node.scope
+        if state == "FAILED":
+            scope.failed = True
+            if node.kind in ("container", "importer") or not self.failed_nodes:
+                self.failed_nodes.append(node)
+        for dependent in node.dependents:
+            dependent.waiting -= 1
+            if dependent.waiting == 0:
+                self.ready.append(dependent)
+        scope.unfinished -= 1
+        if node.kind in ("dag", "loop"):
+            node.iteration_results.clear()  # release finished sub-scopes: memory stays flat
+        if scope.unfinished == 0:
+            self._close_scope(scope)
+
+    def _set_state(self, node: Node, state: str, error: str | None = None) -> None:
+        node.state = state
+        if error:
+            node.error = error
+        values: dict[str, Any] = {"state": state}
+        if error:
+            values["error"] = error
+        if state == "RUNNING":
+            values["started_at"] = datetime.now(timezone.utc)
+        elif state == "CANCELED":
+            values["finished_at"] = datetime.now(timezone.utc)
+        self.batch.update_task(node.id, **values)
+        self.listener.task_changed(node)
+
+    # ------------------------------------------------------------------------------------ inputs
+    def _resolve_inputs(self, node: Node) -> None:
+        scope = node.scope
+        inputs = node.spec.get("inputs") or {}
+        parameters: dict[str, Any] = {}
+        for name, spec in (inputs.get("parameters") or {}).items():
+            found, value = self._parameter_source(node, spec)
+            if found and spec.get("parameterExpressionSelector") and value is not None:
+                value = select(spec["parameterExpressionSelector"], value)
+            if found:
+                parameters[name] = value
+        artifacts: dict[str, list[dict[str, Any]]] = {}
+        for name, spec in (inputs.get("artifacts") or {}).items():
+            if "componentInputArtifact" in spec:
+                value = scope.artifacts.get(spec["componentInputArtifact"])
+            elif "taskOutputArtifact" in spec:
+                source = spec["taskOutputArtifact"]
+                producer = scope.nodes.get(source["producerTask"])
+                value = producer.artifacts_out.get(source["outputArtifactKey"]) if producer else None
+            else:
+                value = None
+            if value:
+                artifacts[name] = value
+        component = self.pipeline.component(node.component_name)
+        if node.kind in ("container", "importer"):
+            parameters = self._with_defaults(component, parameters)
+            self._check_required(node, component, parameters, artifacts)
+        node.parameters_in = parameters
+        node.artifacts_in = artifacts
+
+    def _parameter_source(self, node: Node, spec: dict[str, Any]) -> tuple[bool, Any]:
+        scope = node.scope
+        if "componentInputParameter" in spec:
+            name = spec["componentInputParameter"]
+            return (name in scope.parameters), scope.parameters.get(name)
+        if "taskOutputParameter" in spec:
+            source = spec["taskOutputParameter"]
+            producer = scope.nodes.get(source["producerTask"])
+            key = source["outputParameterKey"]
+            if producer is None or key not in producer.parameters_out:
+                return False, None
+            return True, producer.parameters_out[key]
+        if "runtimeValue" in spec:
+            return True, normalize(spec["runtimeValue"].get("constant"))
+        if "taskFinalStatus" in spec:
+            producer = scope.nodes.get(spec["taskFinalStatus"]["producerTask"])
+            return True, self._final_status(producer)
+        return False, None
+
+    def _final_status(self, producer: Node | None) -> dict[str, Any]:
+        state = producer.state if producer else "FAILED"
+        status = {"SUCCEEDED": "COMPLETE"}.get(state, state)
+        error = producer.error if producer and state != "SUCCEEDED" else None
+        return {
+            "state": status,
+            "pipelineJobResourceName": self.resource_name,
+            "pipelineTaskName": producer.name if producer else "",
+            "error": {"code": 0 if not error else 2, "message": error or ""},
+        }
+
+    def _with_defaults(self, component: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+        definitions = (component.get("inputDefinitions") or {}).get("parameters") or {}
+        for name, definition in definitions.items():
+            if name not in parameters and "defaultValue" in definition:
+                parameters[name] = definition["defaultValue"]
+        for name, value in list(parameters.items()):
+            definition = definitions.get(name)
+            if definition and value is not None and isinstance(value, (int, float, str, bool)):
+                try:
+                    parameters[name] = coerce(value, definition.get("parameterType", ""), name)
+                except ValueError:
+                    pass
+        return parameters
+
+    def _check_required(self, node: Node, component: dict[str, Any], parameters: dict[str, Any],
+                        artifacts: dict[str, Any]) -> None:
+        definitions = component.get("inputDefinitions") or {}
+        for name, definition in (definitions.get("parameters") or {}).items():
+            if name not in parameters and not definition.get("isOptional"):
+                raise TaskFailure(f"input parameter {name!r} has no value (its producer did not provide one)")
+        for name, definition in (definitions.get("artifacts") or {}).items():
+            if name not in artifacts and not definition.get("isOptional"):
+                raise TaskFailure(f"input artifact {name!r} has no value (its producer did not provide one)")
+
+    def _inputs_record(self, node: Node) -> dict[str, Any]:
+        return {
+            "parameters": _jsonable(node.parameters_in),
+            "artifacts": {k: [_public(a) for a in v] for k, v in node.artifacts_in.items()},
+        }
+
+    # ------------------------------------------------------------------------------------- loops
+    def _start_loop(self, node: Node) -> None:
+        spec = node.spec
+        if spec.get("parameterIterator"):
+            iterator = spec["parameterIterator"]
+            items_spec = iterator.get("items") or {}
+            if "raw" in items_spec:
+                items = json.loads(items_spec["raw"]) if isinstance(items_spec["raw"], str) else items_spec["raw"]
+            else:
+                items = node.parameters_in.get(items_spec.get("inputParameter"))
+                if isinstance(items, str):
+                    try:
+                        items = json.loads(items)
+                    except ValueError:
+                        items = None
+            if not isinstance(items, list):
+                self._finish(node, "FAILED", error=f"loop items are not a list: {json.dumps(items)[:80]}")
+                return
+            node.items = [normalize(item) for item in items]
+        else:
+            iterator = spec["artifactIterator"]
+            node.items = list(node.artifacts_in.get(iterator["items"]["inputArtifact"]) or [])
+        self.batch.update_task(node.id, inputs={**self._inputs_record(node), "iterations": len(node.items)})
+        if not node.items:
+            self._loop_outputs(node)
+            self._finish(node, "SUCCEEDED")
+            return
+        self._next_iterations(node)
+
+    def _next_iterations(self, node: Node) -> None:
+        limit = (node.spec.get("iteratorPolicy") or {}).get("parallelismLimit") or 0
+        assert node.items is not None
+        component = self.pipeline.component(node.component_name)
+        is_parameter = bool(node.spec.get("parameterIterator"))
+        item_input = (node.spec.get("parameterIterator") or node.spec.get("artifactIterator"))["itemInput"]
+        while node.next_item < len(node.items) and (limit <= 0 or node.active_iterations < limit):
+            index = node.next_item
+            node.next_item += 1
+            node.active_iterations += 1
+            parameters = dict(node.parameters_in)
+            artifacts = dict(node.artifacts_in)
+            if is_parameter:
+                parameters[item_input] = node.items[index]
+            else:
+                artifacts[item_input] = [node.items[index]]
+            parameters = self._with_defaults(component, parameters)
+            child = Scope(component=component, owner=node, path=f"{node.path}[{index}]",
+                          parameters=parameters, artifacts=artifacts, iteration=index)
+            node.iteration_results[index] = child
+            self._open_scope(child)
+            if node.finished:
+                return
+
+    def _iteration_done(self, node: Node, scope: Scope) -> None:
+        node.active_iterations -= 1
+        if scope.failed:
+            node.failed_iterations += 1
+        parameters, artifacts = self._scope_outputs(scope)
+        scope.nodes = {}  # the iteration's tasks are recorded; keep only its outputs
+        scope.parameters, scope.artifacts = parameters, artifacts
+        assert node.items is not None
+        if node.next_item < len(node.items) and not self.canceled:
+            self._next_iterations(node)
+        if node.active_iterations == 0 and node.next_item >= len(node.items) and not node.finished:
+            if node.failed_iterations:
+                self._finish(node, "FAILED", error="an iteration failed")
+            else:
+                self._loop_outputs(node)
+                self._finish(node, "SUCCEEDED")
+
+    def _loop_outputs(self, node: Node) -> None:
+        """Collect per-iteration outputs (dsl.Collected) in iteration order."""
+        component = self.pipeline.component(node.component_name)
+        outputs = (component.get("dag") or {}).get("outputs") or {}
+        iterations = [node.iteration_results[i] for i in sorted(node.iteration_results)]
+        for name in outputs.get("parameters") or {}:
+            node.parameters_out[name] = [s.parameters[name] for s in iterations if name in s.parameters]
+        for name in outputs.get("artifacts") or {}:
+            node.artifacts_out[name] = [a for s in iterations for a in s.artifacts.get(name, [])]
+
+    # --------------------------------------------------------------------------------- importers
+    def _run_importer(self, node: Node, component: dict[str, Any]) -> None:
+        spec = self.pipeline.executor(component["executorLabel"])["importer"]
+        source = spec.get("artifactUri") or {}
+        if "constant" in source:
+            uri = source["constant"]
+        else:
+            uri = node.parameters_in.get(source.get("runtimeParameter", "uri"))
+        if not isinstance(uri, str) or not uri:
+            self._finish(node, "FAILED", error="importer has no artifact URI")
+            return
+        context = PlaceholderContext(
+            executor_input={"inputs": {"parameterValues": node.parameters_in}},
+            pipeline_values=self.pipeline_values,
+        )
+        metadata = _resolve_json(spec.get("metadata") or {}, context)
+        if uri.startswith("file://"):
+            uri = uri[len("file://"):]
+        type_schema = spec.get("typeSchema") or {}
+        artifact = {
+            "name": "artifact", "uri": uri, "metadata": metadata,
+            "type": {"schemaTitle": type_schema.get("schemaTitle", "system.Artifact"),
+                     "schemaVersion": type_schema.get("schemaVersion", "0.0.1")},
+        }
+        if not uri.startswith(("gs://", "s3://", "minio://", "oci://", "http://", "https://")) \
+                and not os.path.exists(uri):
+            self._warn(f"importer {node.path}: {uri} does not exist on this machine")
+        node.artifacts_out = {"artifact": [self._register_artifact(node, "artifact", artifact)]}
+        self._finish(node, "SUCCEEDED")
+
+    # --------------------------------------------------------------------------------- executors
+    def _prepare_executor(self, node: Node, component: dict[str, Any]) -> None:
+        executor = self.pipeline.executor(component["executorLabel"])
+        container = executor.get("container")
+        if container is None:
+            kind = next(iter(executor), "unknown")
+            self._finish(node, "FAILED", error=f"executor type {kind!r} cannot run locally")
+            return
+        self._note_platform(node, component)
+        node.task_dir = os.path.join(self.options.artifact_root, self.pipeline.name,
+                                     self.options.run_id, _safe_path(node.path))
+        if self._try_cache(node, component, container):
+            return
+        self.launch_queue.append(node)
+
+    def _note_platform(self, node: Node, component: dict[str, Any]) -> None:
+        label = component["executorLabel"]
+        if label in self.pipeline.kubernetes_executors:
+            keys = ", ".join(sorted(self.pipeline.kubernetes_executors[label]))
+            self._warn(f"Kubernetes settings of {node.name} ({keys}) have no effect locally")
+
+    def _try_cache(self, node: Node, component: dict[str, Any], container: dict[str, Any]) -> bool:
+        options = node.spec.get("cachingOptions") or {}
+        node.fingerprint = cache_keys.fingerprint(
+            component_name=node.component_name, component=component, container=container,
+            parameters=node.parameters_in, artifacts=node.artifacts_in, cache_key=options.get("cacheKey"),
+        )
+        self.batch.update_task(node.id, fingerprint=node.fingerprint)
+        if not (self.options.enable_caching and options.get("enableCache")):
+            return False
+        self._flush()
+        entry = self.store.cache_lookup(node.fingerprint, self.pipeline.name)
+        if entry is None or not cache_keys.artifacts_present(entry):
+            return False
+        node.cached = True
+        node.parameters_out = entry.get("parameters") or {}
+        node.artifacts_out = entry.get("artifacts") or {}
+        for key, artifacts in node.artifacts_out.items():
+            for position, artifact in enumerate(artifacts):
+                self._event(node, artifact, "OUTPUT", key, position)
+        self._record_input_events(node)
+        self._finish(node, "SUCCEEDED")
+        return True
+
+    def _run_executor(self, node: Node) -> None:
+        component = self.pipeline.component(node.component_name)
+        container = self.pipeline.executor(component["executorLabel"])["container"]
+        python_component = parse_python_component(container)
+        if python_component and python_component.packages and not satisfied_here(python_component.packages):
+            self.running[f"venv:{node.id}"] = node
+            threading.Thread(target=self._build_venv, args=(node, python_component), daemon=True).start()
+            return
+        self._launch(node, sys.executable)
+
+    def _build_venv(self, node: Node, python_component: Any) -> None:
+        try:
+            python = python_for(python_component.packages, python_component.pip_options,
+                                self.options.venv_dir, announce=lambda text: self.events.put(("message", text)))
+            self.events.put(("venv-ready", (node, python, None)))
+        except VenvError as exc:
+            self.events.put(("venv-ready", (node, None, str(exc))))
+
+    def _launch(self, node: Node, python: str) -> None:
+        self.running.pop(f"venv:{node.id}", None)
+        if node.finished or self.canceled:
+            return
+        component = self.pipeline.component(node.component_name)
+        container = self.pipeline.executor(component["executorLabel"])["container"]
+        node.attempts += 1
+        assert node.task_dir is not None
+        try:
+            workload = self._workload(node, component, container, python)
+        except TaskFailure as exc:
+            self._finish(node, "FAILED", error=str(exc))
+            return
+        self.batch.update_task(node.id, attempts=node.attempts)
+        self.batch.new_attempts.append({
+            "task_id": node.id, "number": node.attempts, "state": "RUNNING", "log_path": workload.log_path,
+            "started_at": datetime.now(timezone.utc),
+        })
+        node.handle = self.runtime.start(workload, self._on_exit)
+        self.running[node.handle.id] = node
+
+    def _on_exit(self, handle: WorkloadHandle, code: int) -> None:
+        self.events.put(("exit", (handle, code)))
+
+    def _workload(self, node: Node, component: dict[str, Any], container: dict[str, Any],
+                  python: str) -> Workload:
+        task_dir = node.task_dir
+        assert task_dir is not None
+        os.makedirs(task_dir, exist_ok=True)
+        executor_input = self._executor_input(node, component, task_dir)
+        context = PlaceholderContext(executor_input=executor_input, pipeline_values={
+            **self.pipeline_values, "pipeline_task_name": node.name, "pipeline_task_uuid": node.id,
+        })
+        executor_input["inputs"]["parameterValues"] = resolve_parameter_values(
+            executor_input["inputs"]["parameterValues"], context)
+        env = {"_KFP_RUNTIME": "true", "PYTHONUNBUFFERED": "1"}
+        for item in container.get("env") or []:
+            env[item["name"]] = resolve_string(str(item.get("value", "")), context)
+        python_component = parse_python_component(container)
+        if python_component is not None:
+            program_dir = os.path.join(task_dir, ".flowdeck")
+            os.makedirs(program_dir, exist_ok=True)
+            program = os.path.join(program_dir, "ephemeral_component.py")
+            with open(program, "w") as handle:
+                handle.write(python_component.source)
+            command = [python, "-m", EXECUTOR_MODULE, "--component_module_path", program,
+                       *resolve_arguments(python_component.extra_args, context)]
+        else:
+            self._warn_image(container)
+            command = resolve_arguments(list(container.get("command") or []) + list(container.get("args") or []),
+                                        context)
+            if not command:
+                raise TaskFailure("the container has no command or args to run locally")
+        log_path = self.options.logs_dir / self.options.run_id / f"{_safe_path(node.path)}.{node.attempts}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return Workload(
+            name=node.name, command=command, env=env, working_dir=task_dir, log_path=str(log_path),
+            image=container.get("image"), labels={"run": self.options.run_id, "task": node.path},
+        )
+
+    def _executor_input(self, node: Node, component: dict[str, Any], task_dir: str) -> dict[str, Any]:
+        outputs = component.get("outputDefinitions") or {}
+        output_parameters = {}
+        for name in outputs.get("parameters") or {}:
+            output_parameters[name] = {"outputFile": os.path.join(task_dir, name)}
+        output_artifacts = {}
+        for name, definition in (outputs.get("artifacts") or {}).items():
+            schema = definition.get("artifactType") or {}
+            output_artifacts[name] = {"artifacts": [{
+                "name": name, "uri": os.path.join(task_dir, name), "metadata": {},
+                "type": {"schemaTitle": schema.get("schemaTitle", "system.Artifact"),
+                         "schemaVersion": schema.get("schemaVersion", "0.0.1")},
+            }]}
+        return {
+            "inputs": {
+                "parameterValues": normalize(_jsonable(node.parameters_in)),
+                "artifacts": {k: {"artifacts": [_public(a) for a in v]} for k, v in node.artifacts_in.items()},
+            },
+            "outputs": {
+                "parameters": output_parameters,
+                "artifacts": output_artifacts,
+                "outputFile": os.path.join(task_dir, "executor_output.json"),
+            },
+        }
+
+    def _executor_exited(self, node: Node, code: int) -> None:
+        ended = datetime.now(timezone.utc)
+        attempt_state = "SUCCEEDED" if code == 0 else "FAILED"
+        self.batch.attempt_updates.append((node.id, node.attempts, {
+            "state": attempt_state, "exit_code": code, "finished_at": ended}))
+        if self.canceled:
+            return
+        if code == 0:
+            try:
+                self._collect_outputs(node)
+            except TaskFailure as exc:
+                code, error = 1, str(exc)
+            else:
+                self._record_input_events(node)
+                options = node.spec.get("cachingOptions") or {}
+                if options.get("enableCache") and node.fingerprint:
+                    self.batch.cache_entries.append({
+                        "fingerprint": node.fingerprint, "pipeline_name": self.pipeline.name,
+                        "task_id": node.id,
+                        "outputs": {"parameters": node.parameters_out, "artifacts": node.artifacts_out,
+                                    "files": cache_keys.written_files(node.artifacts_out)},
+                    })
+                self._finish(node, "SUCCEEDED")
+                return
+        else:
+            error = f"exited with code {code}" if code > 0 else f"killed by signal {-code}"
+        if self._schedule_retry(node):
+            self.listener.message(f"{node.path} failed ({error}); retrying (attempt {node.attempts + 1})")
+            return
+        self._finish(node, "FAILED", error=error)
+
+    def _schedule_retry(self, node: Node) -> bool:
+        policy = node.spec.get("retryPolicy") or {}
+        if node.attempts > int(policy.get("maxRetryCount") or 0):
+            return False
+        backoff = _seconds(policy.get("backoffDuration"), 0.0)
+        factor = float(policy.get("backoffFactor") or 2.0)
+        ceiling = _seconds(policy.get("backoffMaxDuration"), 3600.0)
+        delay = min(backoff * factor ** (node.attempts - 1), ceiling)
+        self._timer_seq += 1
+        heapq.heappush(self.timers, (time.monotonic() + delay, self._timer_seq, node))
+        return True
+
+    def _collect_outputs(self, node: Node) -> None:
+        assert node.task_dir is not None
+        component = self.pipeline.component(node.component_name)
+        outputs = component.get("outputDefinitions") or {}
+        written: dict[str, Any] = {}
+        output_file = os.path.join(node.task_dir, "executor_output.json")
+        if os.path.exists(output_file):
+            try:
+                with open(output_file) as handle:
+                    written = json.load(handle) or {}
+            except ValueError as exc:
+                raise TaskFailure(f"executor_output.json is not valid JSON: {exc}") from None
+        values = written.get("parameterValues") or {}
+        for name, definition in (outputs.get("parameters") or {}).items():
+            kind = definition.get("parameterType", "STRING")
+            if name in values:
+                value = values[name]
+                try:
+                    value = coerce(value, kind, name) if value is not None else None
+                except ValueError:
+                    pass
+                node.parameters_out[name] = normalize(value) if kind != "NUMBER_DOUBLE" else value
+            else:
+                path = os.path.join(node.task_dir, name)
+                if os.path.isfile(path):
+                    with open(path) as handle:
+                        node.parameters_out[name] = parse_output_text(handle.read(), kind)
+        reported = written.get("artifacts") or {}
+        for name, definition in (outputs.get("artifacts") or {}).items():
+            schema = definition.get("artifactType") or {}
+            default = {"name": name, "uri": os.path.join(node.task_dir, name), "metadata": {}}
+            listed = (reported.get(name) or {}).get("artifacts") or [default]
+            registered = []
+            for position, artifact in enumerate(listed):
+                record = {
+                    "name": artifact.get("name") or name,
+                    "uri": artifact.get("uri") or default["uri"],
+                    "metadata": normalize(artifact.get("metadata") or {}),
+                    "type": {"schemaTitle": schema.get("schemaTitle", "system.Artifact"),
+                             "schemaVersion": schema.get("schemaVersion", "0.0.1")},
+                }
+                registered.append(self._register_artifact(node, name, record, position))
+            node.artifacts_out[name] = registered
+
+    # ------------------------------------------------------------------------------ bookkeeping
+    def _register_artifact(self, node: Node, key: str, artifact: dict[str, Any], position: int = 0) -> dict[str, Any]:
+        artifact = dict(artifact)
+        artifact["_id"] = new_id()
+        self.batch.new_artifacts.append({
+            "id": artifact["_id"], "run_id": self.options.run_id, "name": artifact["name"],
+            "uri": artifact["uri"], "schema_title": artifact["type"]["schemaTitle"],
+            "schema_version": artifact["type"].get("schemaVersion", "0.0.1"),
+            "metadata": artifact.get("metadata") or {},
+        })
+        self._event(node, artifact, "OUTPUT", key, position)
+        return artifact
+
+    def _record_input_events(self, node: Node) -> None:
+        for key, artifacts in node.artifacts_in.items():
+            for position, artifact in enumerate(artifacts):
+                self._event(node, artifact, "INPUT", key, position)
+
+    def _event(self, node: Node, artifact: dict[str, Any], kind: str, key: str, position: int) -> None:
+        if artifact.get("_id"):
+            self.batch.new_events.append({"task_id": node.id, "artifact_id": artifact["_id"], "type": kind,
+                                          "key": key, "position": position})
+
+    def _warn(self, text: str) -> None:
+        if text not in self.warned:
+            self.warned.add(text)
+            self.listener.message(text)
+
+    def _warn_image(self, container: dict[str, Any]) -> None:
+        if container.get("image"):
+            self._warn("container images are not used locally: container commands run on this machine")
+
+
+def _public(artifact: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in artifact.items() if not k.startswith("_")}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _resolve_json(value: Any, context: PlaceholderContext) -> Any:
+    if isinstance(value, str):
+        resolved = resolve_string(value, context)
+        if resolved != value and value.strip().startswith("{{$") and value.strip().endswith("}}"):
+            try:
+                return json.loads(resolved)
+            except ValueError:
+                return resolved
+        return resolved
+    if isinstance(value, list):
+        return [_resolve_json(v, context) for v in value]
+    if isinstance(value, dict):
+        return {_resolve_json(k, context): _resolve_json(v, context) for k, v in value.items()}
+    return value
+
+
+def _safe_path(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._/\[\]-]", "_", path).replace("[", "-").replace("]", "")
+
+
+def _seconds(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(str(value))
+    return float(match.group(1)) if match else default
+

@@ -1,0 +1,205 @@
+"""Loading pipelines: compiled KFP v2 IR (YAML/JSON), or Python files compiled with the real kfp SDK.
+
+A loaded `Pipeline` is validated just enough that the engine can trust its structure: every task
+names a defined component, every executor label resolves, the root is a DAG. Mistakes become a
+`PipelineError` whose message names the file and the field.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowdeck.pipelines.errors import PipelineError
+
+
+@dataclass
+class Pipeline:
+    """A pipeline spec (the IR document) and its optional platform spec."""
+
+    spec: dict[str, Any]
+    platform_spec: dict[str, Any] = field(default_factory=dict)
+    source: str = "<dict>"
+
+    @property
+    def name(self) -> str:
+        return self.spec["pipelineInfo"]["name"]
+
+    @property
+    def root(self) -> dict[str, Any]:
+        return self.spec["root"]
+
+    def component(self, name: str) -> dict[str, Any]:
+        return self.spec["components"][name]
+
+    def executor(self, label: str) -> dict[str, Any]:
+        return self.spec["deploymentSpec"]["executors"][label]
+
+    @property
+    def kubernetes_executors(self) -> dict[str, Any]:
+        platforms = self.platform_spec.get("platforms", {})
+        return platforms.get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+
+
+def load_pipeline(source: Any, *, function_name: str | None = None) -> Pipeline:
+    """Load a pipeline from a path (.yaml/.yml/.json/.py, `file.py:func`), a dict, or a kfp pipeline function."""
+    if isinstance(source, Pipeline):
+        return source
+    if isinstance(source, dict):
+        return from_documents([source], "<dict>")
+    if callable(source) and not isinstance(source, (str, Path)):
+        return compile_function(source, getattr(source, "__name__", "<function>"))
+    text = str(source)
+    if function_name is None and ":" in text and text.rsplit(":", 1)[0].endswith(".py"):
+        text, function_name = text.rsplit(":", 1)
+    path = Path(text)
+    if not path.exists():
+        raise PipelineError(f"{path}: no such file")
+    if path.is_dir():
+        raise PipelineError(f"{path}: is a directory, not a pipeline file")
+    if path.suffix == ".py":
+        return from_python_file(path, function_name)
+    try:
+        raw = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: cannot read: {exc}") from None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(raw) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {_first_line(exc)}") from None
+    return from_documents(documents, str(path))
+
+
+def from_documents(documents: list[Any], source: str) -> Pipeline:
+    """Build a Pipeline from the parsed YAML documents of a compiled pipeline file."""
+    if not documents:
+        raise PipelineError(f"{source}: empty file, no pipeline spec")
+    spec = documents[0]
+    platform: dict[str, Any] = {}
+    if isinstance(spec, dict) and "pipeline_spec" in spec and isinstance(spec["pipeline_spec"], dict):
+        platform = spec.get("platform_spec") or {}
+        spec = spec["pipeline_spec"]
+    if len(documents) > 1 and isinstance(documents[1], dict):
+        platform = documents[1]
+    validate_spec(spec, source)
+    return Pipeline(spec=spec, platform_spec=platform, source=source)
+
+
+def validate_spec(spec: Any, source: str) -> None:
+    """Reject documents that are not a runnable KFP v2 pipeline spec."""
+
+    def fail(message: str) -> None:
+        raise PipelineError(f"{source}: {message}")
+
+    if not isinstance(spec, dict):
+        fail("not a pipeline spec (expected a mapping at the top level)")
+    if "root" not in spec or "pipelineInfo" not in spec:
+        missing = [k for k in ("pipelineInfo", "root") if k not in spec]
+        fail(f"not a KFP pipeline spec: missing {', '.join(missing)}")
+    schema = str(spec.get("schemaVersion", ""))
+    if schema and not schema.startswith("2."):
+        fail(f"schemaVersion {schema} is not supported (expected 2.x)")
+    info = spec.get("pipelineInfo")
+    if not isinstance(info, dict) or not info.get("name"):
+        fail("pipelineInfo.name is missing or empty")
+    components = spec.get("components") or {}
+    if not isinstance(components, dict):
+        fail("components must be a mapping")
+    executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+    root = spec["root"]
+    if not isinstance(root, dict) or "dag" not in root:
+        fail("root must be a DAG component")
+
+    def check_component(where: str, component: dict[str, Any]) -> None:
+        if "dag" in component:
+            tasks = (component["dag"] or {}).get("tasks") or {}
+            for task_name, task in tasks.items():
+                ref = ((task or {}).get("componentRef") or {}).get("name")
+                if not ref:
+                    fail(f"{where}.dag.tasks.{task_name}.componentRef.name is missing")
+                if ref not in components:
+                    fail(f"{where}.dag.tasks.{task_name}: component {ref!r} is not defined in components")
+                for dep in task.get("dependentTasks") or []:
+                    if dep not in tasks:
+                        fail(f"{where}.dag.tasks.{task_name}.dependentTasks: unknown task {dep!r}")
+        elif "executorLabel" in component:
+            label = component["executorLabel"]
+            if label not in executors:
+                fail(f"{where}.executorLabel: executor {label!r} is not defined in deploymentSpec.executors")
+        else:
+            fail(f"{where}: a component needs either dag or executorLabel")
+
+    check_component("root", root)
+    for name, component in components.items():
+        if not isinstance(component, dict):
+            fail(f"components.{name} must be a mapping")
+        check_component(f"components.{name}", component)
+
+
+def compile_function(func: Any, label: str) -> Pipeline:
+    """Compile a `@dsl.pipeline` (or `@dsl.component`) function with the real kfp compiler."""
+    from kfp import compiler
+
+    with tempfile.TemporaryDirectory(prefix="flowdeck-compile-") as tmp:
+        out = Path(tmp) / "pipeline.yaml"
+        try:
+            compiler.Compiler().compile(func, str(out))
+        except Exception as exc:  # noqa: BLE001 - any compile error is the user's to fix
+            raise PipelineError(f"{label}: kfp could not compile it: {_first_line(exc)}") from None
+        documents = [d for d in yaml.safe_load_all(out.read_text()) if d is not None]
+    return from_documents(documents, label)
+
+
+def from_python_file(path: Path, function_name: str | None) -> Pipeline:
+    """Import a Python file and compile its one `@dsl.pipeline` (or the one named)."""
+    from kfp.dsl import base_component, graph_component
+
+    module_name = f"_flowdeck_user_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PipelineError(f"{path}: cannot import")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001
+        raise PipelineError(f"{path}: importing it failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    finally:
+        sys.path.remove(str(path.parent.resolve()))
+    if function_name:
+        func = getattr(module, function_name, None)
+        if func is None:
+            raise PipelineError(f"{path}: no function named {function_name!r}")
+        return compile_function(func, f"{path}:{function_name}")
+    pipelines = [
+        value for value in vars(module).values()
+        if isinstance(value, graph_component.GraphComponent) and getattr(value, "__module__", module_name)
+    ]
+    if not pipelines:
+        components = [v for v in vars(module).values() if isinstance(v, base_component.BaseComponent)]
+        if len(components) == 1:
+            pipelines = components
+    if len(pipelines) != 1:
+        names = ", ".join(sorted(p.name for p in pipelines)) or "none"
+        raise PipelineError(
+            f"{path}: expected exactly one @dsl.pipeline, found {len(pipelines)} ({names}); "
+            "pick one with FILE.py:FUNCTION"
+        )
+    return compile_function(pipelines[0], str(path))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
