@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from flowdeck.artifacts import ArtifactStore
 from flowdeck.pipelines import cache as cache_keys
 from flowdeck.pipelines.components import parse_python_component, satisfied_here
 from flowdeck.pipelines.errors import TaskFailure
@@ -94,6 +95,7 @@ class Engine:
             "pipeline_root": options.artifact_root,
             "pipeline_job_create_time_utc": self.created.isoformat(),
             "pipeline_job_schedule_time_utc": self.created.isoformat(),
+            "workspace_path": os.path.join(options.artifact_root, pipeline.name, options.run_id, "workspace"),
         }
 
     # ---------------------------------------------------------------------------------- main loop
@@ -594,6 +596,10 @@ class Engine:
             self._finish(node, "FAILED", error=f"executor type {kind!r} cannot run locally")
             return
         self._note_platform(node, component)
+        if str(container.get("image", "")).startswith("argostub/"):
+            self._finish(node, "FAILED", error=f"{container['image'].split('/')[-1]} needs Kubernetes (PVCs); "
+                         "it cannot run on the local runtime")
+            return
         node.task_dir = os.path.join(self.options.artifact_root, self.pipeline.name,
                                      self.options.run_id, _safe_path(node.path))
         if self._try_cache(node, component, container):
@@ -676,6 +682,7 @@ class Engine:
         task_dir = node.task_dir
         assert task_dir is not None
         os.makedirs(task_dir, exist_ok=True)
+        os.makedirs(self.pipeline_values["workspace_path"], exist_ok=True)
         executor_input = self._executor_input(node, component, task_dir)
         context = PlaceholderContext(executor_input=executor_input, pipeline_values={
             **self.pipeline_values, "pipeline_task_name": node.name, "pipeline_task_uuid": node.id,
@@ -809,6 +816,10 @@ class Engine:
             listed = (reported.get(name) or {}).get("artifacts") or [default]
             registered = []
             for position, artifact in enumerate(listed):
+                custom_path = artifact.get("custom_path") or artifact.get("customPath")
+                if custom_path and artifact.get("uri") and os.path.exists(custom_path):
+                    # the component wrote elsewhere (Artifact.set_path): upload it, as the KFP launcher does
+                    ArtifactStore(self.options.artifact_root).put(custom_path, artifact["uri"])
                 record = {
                     "name": artifact.get("name") or name,
                     "uri": artifact.get("uri") or default["uri"],

@@ -1,0 +1,110 @@
+"""`flowdeck logs`: print what a run's tasks wrote to stdout and stderr.
+
+Each attempt of each task has its own log file, recorded in the store (`task_attempts.log_path`), so
+logs survive the run and retries keep every try. A TASK names a task by path or by name; a name
+matches every iteration of a loop, and each match is printed under a header.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from flowdeck.cli.common import FAILURE, CLIError, find_run, open_cli_store
+
+if TYPE_CHECKING:
+    from flowdeck.store import AttemptRow, TaskRow
+
+
+@click.command(short_help="Print the logs of a run's tasks.")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("task_ref", metavar="[TASK]", required=False)
+def logs(run_ref: str, task_ref: str | None) -> int:
+    """Print the logs of RUN's tasks (RUN is an id or a unique prefix of one).
+
+    TASK is a task's path (as `flowdeck runs get` shows it, e.g. `train` or `for-loop-2[0]/square`) or
+    its name (`square`: every loop iteration of it). Without TASK, every task that ran is printed.
+    When more than one log is printed, each starts with a `==> TASK (attempt N, STATE) <==` header.
+
+    \b
+    Examples:
+      flowdeck logs 1a2b3c4d
+      flowdeck logs 1a2b3c4d train
+      flowdeck logs 1a2b3c4d 'for-loop-2[0]/square'
+    """
+    with open_cli_store() as store:
+        run = find_run(store, run_ref)
+        tasks = list(store.list_tasks(run.id))
+        selected = tasks if task_ref is None else _match(tasks, task_ref, run.id)
+        attempts = store.list_attempts([t.id for t in selected]) if selected else []
+    by_task: dict[str, list[AttemptRow]] = {}
+    for attempt in attempts:
+        by_task.setdefault(attempt.task_id, []).append(attempt)
+    if task_ref is None:
+        selected = [t for t in selected if t.id in by_task]
+        if not selected:
+            click.echo(f"flowdeck: run {run.id[:8]} has no task logs (no task ran a process)", err=True)
+            return 0
+    logs_found = [(task, attempt) for task in selected for attempt in by_task.get(task.id, [])]
+    if not logs_found:
+        task = selected[0]
+        raise CLIError(f"task {task.path!r} of run {run.id[:8]} has no logs: {_why_no_logs(task)}", FAILURE)
+    headers = len(logs_found) > 1
+    missing = False
+    for task, attempt in logs_found:
+        if headers:
+            _write(f"==> {task.path} (attempt {attempt.number}, {attempt.state}) <==\n")
+        missing |= not _print_log(attempt.log_path)
+        if headers:
+            _write("\n")
+    for task in selected:
+        if task.id not in by_task and task_ref is not None:
+            click.echo(f"flowdeck: {task.path}: no logs ({_why_no_logs(task)})", err=True)
+    return FAILURE if missing else 0
+
+
+def _match(tasks: Sequence[TaskRow], ref: str, run_id: str) -> list[TaskRow]:
+    exact = [t for t in tasks if t.path == ref]
+    if exact:
+        return exact
+    named = [t for t in tasks if ref in (t.name, t.display_name)]
+    if named:
+        return named
+    names = sorted({t.name for t in tasks})
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    raise CLIError(f"no task {ref!r} in run {run_id[:8]} (tasks: {shown or 'none'})")
+
+
+def _why_no_logs(task: TaskRow) -> str:
+    if task.cached:
+        return "its result came from the cache, nothing ran"
+    if task.kind not in ("container",):
+        return f"it is a {task.kind} task, which runs no process of its own"
+    return f"it is {task.state} and never started a process" + (f" ({task.error})" if task.error else "")
+
+
+def _print_log(path: str | None) -> bool:
+    """Copy one log file to stdout; False (with a note on stderr) when it is missing."""
+    if not path:
+        click.echo("flowdeck: this attempt recorded no log file", err=True)
+        return False
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        click.echo(f"flowdeck: cannot read log {path}: {exc.strerror or exc}", err=True)
+        return False
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    if data and not data.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.buffer.flush()
+    return True
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

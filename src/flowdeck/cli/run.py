@@ -1,0 +1,144 @@
+"""`flowdeck run`: run a pipeline to completion on this machine and report how it went.
+
+The command parses `-p NAME=VALUE` arguments, hands everything to `flowdeck.pipelines.api.run_pipeline`
+and renders the document it returns. Ctrl-C (or SIGTERM) is turned into the API's cancellation: the
+run is recorded as CANCELED, its processes stopped, and the command exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import click
+
+from flowdeck.cli.common import FAILURE, CLIError, first_line, load_settings, open_cli_store, own_newest_run
+
+
+def parse_parameters(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    """`-p NAME=VALUE` pairs: VALUE is JSON when it parses as JSON, else the string as given."""
+    result: dict[str, Any] = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="-p")
+        if name in result:
+            raise click.BadParameter(f"parameter {name!r} is given twice", param_hint="-p")
+        try:
+            result[name] = json.loads(text)
+        except ValueError:
+            result[name] = text
+    return result
+
+
+@click.command(short_help="Run a pipeline on this machine.")
+@click.argument("pipeline", metavar="PIPELINE")
+@click.option("-p", "--param", "arguments", multiple=True, metavar="NAME=VALUE", callback=parse_parameters,
+              help="A pipeline parameter (repeatable). VALUE is read as JSON when it parses (3, 0.5, true, "
+                   "[1,2], {\"k\":1}), else as a string; it is then converted to the declared type. "
+                   "An artifact input takes a local path or a URI.")
+@click.option("--no-cache", is_flag=True, help="Run every task, even when a cached result exists.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON document on stdout (progress and warnings go to stderr).")
+def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool) -> int:
+    """Run PIPELINE to the end and print a summary.
+
+    PIPELINE is a Python file with one @dsl.pipeline (pick one with FILE.py:FUNCTION when it has
+    several), or a pipeline YAML compiled by the kfp SDK. Python components run in local processes;
+    container components run their command on this machine (the image is ignored).
+
+    \b
+    Examples:
+      flowdeck run examples/hello_pipeline.py
+      flowdeck run train.py:training_pipeline -p epochs=3 -p lr=0.01
+      flowdeck run pipeline.yaml -p 'config={"depth": 4}' --no-cache
+      flowdeck run pipeline.yaml --json | jq .outputs
+
+    Exit status: 0 when the run SUCCEEDED, 1 when it FAILED or was canceled (Ctrl-C), 2 when the
+    pipeline or its parameters are invalid (then no run is recorded). Inspect runs afterwards with
+    `flowdeck runs get RUN` and `flowdeck logs RUN TASK`.
+    """
+    from flowdeck.cli import render
+
+    settings = load_settings()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from flowdeck.cli.progress import ProgressListener
+    from flowdeck.pipelines.api import run_pipeline
+    from flowdeck.pipelines.errors import PipelineError
+
+    out, err = render.stdout(), render.stderr()
+    listener = ProgressListener(out, err, live=not as_json and out.is_terminal)
+    started = time.monotonic()
+    try:
+        with _interrupts_cancel(), listener.display():
+            document = run_pipeline(pipeline, arguments, enable_caching=not no_cache, settings=settings,
+                                    listener=listener)
+    except PipelineError as exc:
+        raise CLIError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise CLIError(f"the run database failed: {first_line(exc)}", FAILURE) from None
+    except KeyboardInterrupt:
+        return _canceled(as_json)
+    if as_json:
+        render.print_json(document)
+    else:
+        render.run_summary(out, document, time.monotonic() - started)
+    return 0 if document["state"] == "SUCCEEDED" else FAILURE
+
+
+def _canceled(as_json: bool) -> int:
+    """Say which run Ctrl-C canceled (the API has already recorded it as CANCELED)."""
+    from flowdeck.cli import render
+    from flowdeck.pipelines.api import describe_run
+
+    with open_cli_store() as store:
+        row = own_newest_run(store)
+        document = describe_run(store, row.id) if row is not None else None
+    if row is None:
+        click.echo("flowdeck: canceled before the run started", err=True)
+    else:
+        click.echo(f"flowdeck: run {row.id} canceled ({row.state}); see `flowdeck runs get "
+                   f"{render.short_id(row.id)}`", err=True)
+    if as_json and document is not None:
+        render.print_json(document)
+    return FAILURE
+
+
+@contextmanager
+def _interrupts_cancel() -> Iterator[None]:
+    """Ctrl-C or SIGTERM cancels the run (KeyboardInterrupt); a second press says to wait, a third quits.
+
+    Cancelling stops the run's processes and records the run, which takes a few seconds at most;
+    quitting at once (third press) leaves the fork server to kill the tasks when it sees the engine gone,
+    and the run is marked FAILED by the next command that lists runs.
+    """
+    presses = 0
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            raise KeyboardInterrupt
+        if presses == 2:
+            os.write(2, b"\nflowdeck: canceling the run; press Ctrl-C again to quit at once\n")
+            return
+        os._exit(130)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set on the main thread (e.g. when embedded in tests)
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
