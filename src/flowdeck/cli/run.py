@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -75,6 +76,9 @@ def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool)
     from flowdeck.pipelines.api import run_pipeline
     from flowdeck.pipelines.errors import PipelineError
 
+    # Locally the image is ignored, so kfp's notice that the default image will change is only noise.
+    warnings.filterwarnings("ignore", message="The default base_image used by the @dsl.component",
+                            category=FutureWarning)
     out, err = render.stdout(), render.stderr()
     listener = ProgressListener(out, err, live=not as_json and out.is_terminal)
     started = time.monotonic()
@@ -106,8 +110,8 @@ def _canceled(as_json: bool) -> int:
     if row is None:
         click.echo("flowdeck: canceled before the run started", err=True)
     else:
-        click.echo(f"flowdeck: run {row.id} canceled ({row.state}); see `flowdeck runs get "
-                   f"{render.short_id(row.id)}`", err=True)
+        what = "canceled" if row.state == "CANCELED" else f"interrupted (state {row.state})"
+        click.echo(f"flowdeck: run {row.id} {what}; see `flowdeck runs get {render.short_id(row.id)}`", err=True)
     if as_json and document is not None:
         render.print_json(document)
     return FAILURE

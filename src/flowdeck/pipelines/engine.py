@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import os
 import queue
 import re
@@ -40,6 +41,7 @@ from flowdeck.runtime import Runtime, Workload, WorkloadHandle
 from flowdeck.store import Batch, Store
 
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
+logger = logging.getLogger("flowdeck")
 _DURATION = re.compile(r"^\s*([0-9.]+)\s*s?\s*$")
 
 
@@ -55,11 +57,16 @@ class RunOptions:
 
 
 class Listener:
-    """Receives progress; the CLI renders it. Methods are called on the engine thread."""
+    """Receives progress; the CLI renders it. Methods are called on the engine thread.
 
-    def task_changed(self, node: Node) -> None: ...
+    The default one logs messages (warnings about what cannot apply locally) to the `flowdeck` logger.
+    """
 
-    def message(self, text: str) -> None: ...
+    def task_changed(self, node: Node) -> None:
+        """A task changed state (node.state); override to show progress."""
+
+    def message(self, text: str) -> None:
+        logger.warning(text)
 
 
 class Engine:
@@ -161,9 +168,14 @@ class Engine:
         self.canceled = True
         for key in [k for k in self.running if k.startswith("venv:")]:
             self._set_state(self.running.pop(key), "CANCELED", error=reason)
-        for node in list(self.running.values()):
-            if node.handle is not None:
-                self.runtime.stop(node.handle, grace_seconds=2.0)
+        stoppers = [
+            threading.Thread(target=self.runtime.stop, args=(node.handle,), kwargs={"grace_seconds": 3.0})
+            for node in self.running.values() if node.handle is not None
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         deadline = time.monotonic() + 10
         while self.running and time.monotonic() < deadline:
             try:

@@ -179,12 +179,17 @@ def from_python_file(path: Path, function_name: str | None) -> Pipeline:
         if func is None:
             raise PipelineError(f"{path}: no function named {function_name!r}")
         return compile_function(func, f"{path}:{function_name}")
-    pipelines = [
+    defined_here = [
         value for value in vars(module).values()
-        if isinstance(value, graph_component.GraphComponent) and getattr(value, "__module__", module_name)
+        if isinstance(value, graph_component.GraphComponent)
+        and getattr(value.pipeline_func, "__module__", None) == module_name
     ]
-    if not pipelines:
-        components = [v for v in vars(module).values() if isinstance(v, base_component.BaseComponent)]
+    # a pipeline used inside another one is a component, not the pipeline to run
+    used = {name for p in defined_here for name in p.pipeline_spec.components}
+    pipelines = [p for p in defined_here if f"comp-{p.name.replace('_', '-')}" not in used]
+    if not defined_here:
+        components = [v for v in vars(module).values() if isinstance(v, base_component.BaseComponent)
+                      and getattr(getattr(v, "python_func", None), "__module__", None) == module_name]
         if len(components) == 1:
             pipelines = components
     if len(pipelines) != 1:
