@@ -20,7 +20,15 @@ from typing import Any
 
 import click
 
-from flowdeck.cli.common import FAILURE, CLIError, first_line, load_settings, open_cli_store, own_newest_run
+from flowdeck.cli.common import (
+    FAILURE,
+    CLIError,
+    first_line,
+    load_settings,
+    open_cli_store,
+    own_newest_run,
+    safe_url,
+)
 
 
 def parse_parameters(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
@@ -89,7 +97,7 @@ def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool)
     except PipelineError as exc:
         raise CLIError(str(exc)) from None
     except SQLAlchemyError as exc:
-        raise CLIError(f"the run database failed: {first_line(exc)}", FAILURE) from None
+        raise CLIError(f"run database {safe_url(settings.resolved_database_url)}: {first_line(exc)}", FAILURE) from None
     except KeyboardInterrupt:
         return _canceled(as_json)
     if as_json:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.config import Settings, get_settings
-from flowdeck.pipelines.engine import EXECUTOR_MODULE, Engine, Listener, RunOptions
+from flowdeck.pipelines.engine import Engine, Listener, RunOptions
 from flowdeck.pipelines.errors import PipelineError
+from flowdeck.pipelines.executors import EXECUTOR_MODULE
 from flowdeck.pipelines.model import new_id
 from flowdeck.pipelines.spec import Pipeline, load_pipeline
 from flowdeck.pipelines.values import coerce_arguments

@@ -23,24 +23,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flowdeck.artifacts import ArtifactStore
 from flowdeck.pipelines import cache as cache_keys
+from flowdeck.pipelines import executors, inputs
 from flowdeck.pipelines.components import parse_python_component, satisfied_here
 from flowdeck.pipelines.errors import TaskFailure
+from flowdeck.pipelines.importer import REMOTE_SCHEMES, imported_artifact
 from flowdeck.pipelines.model import BLOCKING, Node, Scope, new_id
-from flowdeck.pipelines.placeholders import (
-    PlaceholderContext,
-    resolve_arguments,
-    resolve_parameter_values,
-    resolve_string,
-)
 from flowdeck.pipelines.spec import Pipeline
-from flowdeck.pipelines.values import coerce, evaluate_condition, normalize, parse_output_text, select
+from flowdeck.pipelines.values import evaluate_condition, normalize
 from flowdeck.pipelines.venvs import VenvError, python_for
 from flowdeck.runtime import Runtime, Workload, WorkloadHandle
 from flowdeck.store import Batch, Store
 
-EXECUTOR_MODULE = "kfp.dsl.executor_main"
 logger = logging.getLogger("flowdeck")
 _DURATION = re.compile(r"^\s*([0-9.]+)\s*s?\s*$")
 
@@ -109,7 +103,7 @@ class Engine:
     def run(self) -> str:
         """Execute the pipeline to the end and return the run's final state."""
         root_component = self.pipeline.root
-        parameters = self._with_defaults(root_component, dict(self.arguments))
+        parameters = inputs.with_defaults(root_component, dict(self.arguments))
         self.root = Scope(component=root_component, owner=None, path="", parameters=parameters,
                           artifacts=dict(self.root_artifacts))
         self.batch.run_update.update(state="RUNNING", started_at=datetime.now(timezone.utc))
@@ -349,7 +343,7 @@ class Engine:
         if node.kind == "loop":
             self._start_loop(node)
         elif node.kind == "dag":
-            parameters = self._with_defaults(component, dict(node.parameters_in))
+            parameters = inputs.with_defaults(component, dict(node.parameters_in))
             child = Scope(component=component, owner=node, path=node.path, parameters=parameters,
                           artifacts=dict(node.artifacts_in))
             node.iteration_results[0] = child
@@ -367,7 +361,7 @@ class Engine:
         if node.parameters_out or node.artifacts_out:
             values["outputs"] = {
                 "parameters": node.parameters_out,
-                "artifacts": {k: [_public(a) for a in v] for k, v in node.artifacts_out.items()},
+                "artifacts": {k: [executors.public(a) for a in v] for k, v in node.artifacts_out.items()},
             }
         self.batch.update_task(node.id, **values)
         scope = node.scope
@@ -401,52 +395,12 @@ class Engine:
 
     # ------------------------------------------------------------------------------------ inputs
     def _resolve_inputs(self, node: Node) -> None:
-        scope = node.scope
-        inputs = node.spec.get("inputs") or {}
-        parameters: dict[str, Any] = {}
-        for name, spec in (inputs.get("parameters") or {}).items():
-            found, value = self._parameter_source(node, spec)
-            if found and spec.get("parameterExpressionSelector") and value is not None:
-                value = select(spec["parameterExpressionSelector"], value)
-            if found:
-                parameters[name] = value
-        artifacts: dict[str, list[dict[str, Any]]] = {}
-        for name, spec in (inputs.get("artifacts") or {}).items():
-            if "componentInputArtifact" in spec:
-                value = scope.artifacts.get(spec["componentInputArtifact"])
-            elif "taskOutputArtifact" in spec:
-                source = spec["taskOutputArtifact"]
-                producer = scope.nodes.get(source["producerTask"])
-                value = producer.artifacts_out.get(source["outputArtifactKey"]) if producer else None
-            else:
-                value = None
-            if value:
-                artifacts[name] = value
-        component = self.pipeline.component(node.component_name)
+        parameters, artifacts = inputs.resolve(node, self._final_status)
         if node.kind in ("container", "importer"):
-            parameters = self._with_defaults(component, parameters)
-            self._check_required(node, component, parameters, artifacts)
-        node.parameters_in = parameters
-        node.artifacts_in = artifacts
-
-    def _parameter_source(self, node: Node, spec: dict[str, Any]) -> tuple[bool, Any]:
-        scope = node.scope
-        if "componentInputParameter" in spec:
-            name = spec["componentInputParameter"]
-            return (name in scope.parameters), scope.parameters.get(name)
-        if "taskOutputParameter" in spec:
-            source = spec["taskOutputParameter"]
-            producer = scope.nodes.get(source["producerTask"])
-            key = source["outputParameterKey"]
-            if producer is None or key not in producer.parameters_out:
-                return False, None
-            return True, producer.parameters_out[key]
-        if "runtimeValue" in spec:
-            return True, normalize(spec["runtimeValue"].get("constant"))
-        if "taskFinalStatus" in spec:
-            producer = scope.nodes.get(spec["taskFinalStatus"]["producerTask"])
-            return True, self._final_status(producer)
-        return False, None
+            component = self.pipeline.component(node.component_name)
+            parameters = inputs.with_defaults(component, parameters)
+            inputs.check_required(component, parameters, artifacts)
+        node.parameters_in, node.artifacts_in = parameters, artifacts
 
     def _final_status(self, producer: Node | None) -> dict[str, Any]:
         state = producer.state if producer else "FAILED"
@@ -459,34 +413,10 @@ class Engine:
             "error": {"code": 0 if not error else 2, "message": error or ""},
         }
 
-    def _with_defaults(self, component: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
-        definitions = (component.get("inputDefinitions") or {}).get("parameters") or {}
-        for name, definition in definitions.items():
-            if name not in parameters and "defaultValue" in definition:
-                parameters[name] = definition["defaultValue"]
-        for name, value in list(parameters.items()):
-            definition = definitions.get(name)
-            if definition and value is not None and isinstance(value, (int, float, str, bool)):
-                try:
-                    parameters[name] = coerce(value, definition.get("parameterType", ""), name)
-                except ValueError:
-                    pass
-        return parameters
-
-    def _check_required(self, node: Node, component: dict[str, Any], parameters: dict[str, Any],
-                        artifacts: dict[str, Any]) -> None:
-        definitions = component.get("inputDefinitions") or {}
-        for name, definition in (definitions.get("parameters") or {}).items():
-            if name not in parameters and not definition.get("isOptional"):
-                raise TaskFailure(f"input parameter {name!r} has no value (its producer did not provide one)")
-        for name, definition in (definitions.get("artifacts") or {}).items():
-            if name not in artifacts and not definition.get("isOptional"):
-                raise TaskFailure(f"input artifact {name!r} has no value (its producer did not provide one)")
-
     def _inputs_record(self, node: Node) -> dict[str, Any]:
         return {
             "parameters": _jsonable(node.parameters_in),
-            "artifacts": {k: [_public(a) for a in v] for k, v in node.artifacts_in.items()},
+            "artifacts": {k: [executors.public(a) for a in v] for k, v in node.artifacts_in.items()},
         }
 
     # ------------------------------------------------------------------------------------- loops
@@ -534,7 +464,7 @@ class Engine:
                 parameters[item_input] = node.items[index]
             else:
                 artifacts[item_input] = [node.items[index]]
-            parameters = self._with_defaults(component, parameters)
+            parameters = inputs.with_defaults(component, parameters)
             child = Scope(component=component, owner=node, path=f"{node.path}[{index}]",
                           parameters=parameters, artifacts=artifacts, iteration=index)
             node.iteration_results[index] = child
@@ -572,30 +502,13 @@ class Engine:
     # --------------------------------------------------------------------------------- importers
     def _run_importer(self, node: Node, component: dict[str, Any]) -> None:
         spec = self.pipeline.executor(component["executorLabel"])["importer"]
-        source = spec.get("artifactUri") or {}
-        if "constant" in source:
-            uri = source["constant"]
-        else:
-            uri = node.parameters_in.get(source.get("runtimeParameter", "uri"))
-        if not isinstance(uri, str) or not uri:
-            self._finish(node, "FAILED", error="importer has no artifact URI")
+        try:
+            artifact = imported_artifact(spec, node.parameters_in, self.pipeline_values)
+        except TaskFailure as exc:
+            self._finish(node, "FAILED", error=str(exc))
             return
-        context = PlaceholderContext(
-            executor_input={"inputs": {"parameterValues": node.parameters_in}},
-            pipeline_values=self.pipeline_values,
-        )
-        metadata = _resolve_json(spec.get("metadata") or {}, context)
-        if uri.startswith("file://"):
-            uri = uri[len("file://"):]
-        type_schema = spec.get("typeSchema") or {}
-        artifact = {
-            "name": "artifact", "uri": uri, "metadata": metadata,
-            "type": {"schemaTitle": type_schema.get("schemaTitle", "system.Artifact"),
-                     "schemaVersion": type_schema.get("schemaVersion", "0.0.1")},
-        }
-        if not uri.startswith(("gs://", "s3://", "minio://", "oci://", "http://", "https://")) \
-                and not os.path.exists(uri):
-            self._warn(f"importer {node.path}: {uri} does not exist on this machine")
+        if not artifact["uri"].startswith(REMOTE_SCHEMES) and not os.path.exists(artifact["uri"]):
+            self._warn(f"importer {node.path}: {artifact['uri']} does not exist on this machine")
         node.artifacts_out = {"artifact": [self._register_artifact(node, "artifact", artifact)]}
         self._finish(node, "SUCCEEDED")
 
@@ -691,65 +604,23 @@ class Engine:
 
     def _workload(self, node: Node, component: dict[str, Any], container: dict[str, Any],
                   python: str) -> Workload:
-        task_dir = node.task_dir
-        assert task_dir is not None
-        os.makedirs(task_dir, exist_ok=True)
+        assert node.task_dir is not None
         os.makedirs(self.pipeline_values["workspace_path"], exist_ok=True)
-        executor_input = self._executor_input(node, component, task_dir)
-        context = PlaceholderContext(executor_input=executor_input, pipeline_values={
-            **self.pipeline_values, "pipeline_task_name": node.name, "pipeline_task_uuid": node.id,
-        })
-        executor_input["inputs"]["parameterValues"] = resolve_parameter_values(
-            executor_input["inputs"]["parameterValues"], context)
-        env = {"_KFP_RUNTIME": "true", "PYTHONUNBUFFERED": "1"}
-        for item in container.get("env") or []:
-            env[item["name"]] = resolve_string(str(item.get("value", "")), context)
         python_component = parse_python_component(container)
-        if python_component is not None:
-            program_dir = os.path.join(task_dir, ".flowdeck")
-            os.makedirs(program_dir, exist_ok=True)
-            program = os.path.join(program_dir, "ephemeral_component.py")
-            with open(program, "w") as handle:
-                handle.write(python_component.source)
-            command = [python, "-m", EXECUTOR_MODULE, "--component_module_path", program,
-                       *resolve_arguments(python_component.extra_args, context)]
-        else:
+        if python_component is None:
             self._warn_image(container)
-            command = resolve_arguments(list(container.get("command") or []) + list(container.get("args") or []),
-                                        context)
-            if not command:
-                raise TaskFailure("the container has no command or args to run locally")
+        prepared = executors.prepare(
+            component=component, container=container, python_component=python_component, python=python,
+            parameters=node.parameters_in, artifacts=node.artifacts_in, task_dir=node.task_dir,
+            pipeline_values={**self.pipeline_values, "pipeline_task_name": node.name, "pipeline_task_uuid": node.id},
+        )
         log_path = self.options.logs_dir / self.options.run_id / f"{_safe_path(node.path)}.{node.attempts}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         return Workload(
-            name=node.name, command=command, env=env, working_dir=task_dir, log_path=str(log_path),
-            image=container.get("image"), labels={"run": self.options.run_id, "task": node.path},
+            name=node.name, command=prepared.command, env=prepared.env, working_dir=node.task_dir,
+            log_path=str(log_path), image=container.get("image"),
+            labels={"run": self.options.run_id, "task": node.path},
         )
-
-    def _executor_input(self, node: Node, component: dict[str, Any], task_dir: str) -> dict[str, Any]:
-        outputs = component.get("outputDefinitions") or {}
-        output_parameters = {}
-        for name in outputs.get("parameters") or {}:
-            output_parameters[name] = {"outputFile": os.path.join(task_dir, name)}
-        output_artifacts = {}
-        for name, definition in (outputs.get("artifacts") or {}).items():
-            schema = definition.get("artifactType") or {}
-            output_artifacts[name] = {"artifacts": [{
-                "name": name, "uri": os.path.join(task_dir, name), "metadata": {},
-                "type": {"schemaTitle": schema.get("schemaTitle", "system.Artifact"),
-                         "schemaVersion": schema.get("schemaVersion", "0.0.1")},
-            }]}
-        return {
-            "inputs": {
-                "parameterValues": normalize(_jsonable(node.parameters_in)),
-                "artifacts": {k: {"artifacts": [_public(a) for a in v]} for k, v in node.artifacts_in.items()},
-            },
-            "outputs": {
-                "parameters": output_parameters,
-                "artifacts": output_artifacts,
-                "outputFile": os.path.join(task_dir, "executor_output.json"),
-            },
-        }
 
     def _executor_exited(self, node: Node, code: int) -> None:
         ended = datetime.now(timezone.utc)
@@ -797,50 +668,12 @@ class Engine:
     def _collect_outputs(self, node: Node) -> None:
         assert node.task_dir is not None
         component = self.pipeline.component(node.component_name)
-        outputs = component.get("outputDefinitions") or {}
-        written: dict[str, Any] = {}
-        output_file = os.path.join(node.task_dir, "executor_output.json")
-        if os.path.exists(output_file):
-            try:
-                with open(output_file) as handle:
-                    written = json.load(handle) or {}
-            except ValueError as exc:
-                raise TaskFailure(f"executor_output.json is not valid JSON: {exc}") from None
-        values = written.get("parameterValues") or {}
-        for name, definition in (outputs.get("parameters") or {}).items():
-            kind = definition.get("parameterType", "STRING")
-            if name in values:
-                value = values[name]
-                try:
-                    value = coerce(value, kind, name) if value is not None else None
-                except ValueError:
-                    pass
-                node.parameters_out[name] = normalize(value) if kind != "NUMBER_DOUBLE" else value
-            else:
-                path = os.path.join(node.task_dir, name)
-                if os.path.isfile(path):
-                    with open(path) as handle:
-                        node.parameters_out[name] = parse_output_text(handle.read(), kind)
-        reported = written.get("artifacts") or {}
-        for name, definition in (outputs.get("artifacts") or {}).items():
-            schema = definition.get("artifactType") or {}
-            default = {"name": name, "uri": os.path.join(node.task_dir, name), "metadata": {}}
-            listed = (reported.get(name) or {}).get("artifacts") or [default]
-            registered = []
-            for position, artifact in enumerate(listed):
-                custom_path = artifact.get("custom_path") or artifact.get("customPath")
-                if custom_path and artifact.get("uri") and os.path.exists(custom_path):
-                    # the component wrote elsewhere (Artifact.set_path): upload it, as the KFP launcher does
-                    ArtifactStore(self.options.artifact_root).put(custom_path, artifact["uri"])
-                record = {
-                    "name": artifact.get("name") or name,
-                    "uri": artifact.get("uri") or default["uri"],
-                    "metadata": normalize(artifact.get("metadata") or {}),
-                    "type": {"schemaTitle": schema.get("schemaTitle", "system.Artifact"),
-                             "schemaVersion": schema.get("schemaVersion", "0.0.1")},
-                }
-                registered.append(self._register_artifact(node, name, record, position))
-            node.artifacts_out[name] = registered
+        parameters, artifacts = executors.collect(component, node.task_dir, self.options.artifact_root)
+        node.parameters_out = parameters
+        node.artifacts_out = {
+            name: [self._register_artifact(node, name, record, position) for position, record in enumerate(records)]
+            for name, records in artifacts.items()
+        }
 
     # ------------------------------------------------------------------------------ bookkeeping
     def _register_artifact(self, node: Node, key: str, artifact: dict[str, Any], position: int = 0) -> dict[str, Any]:
@@ -875,28 +708,8 @@ class Engine:
             self._warn("container images are not used locally: container commands run on this machine")
 
 
-def _public(artifact: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in artifact.items() if not k.startswith("_")}
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _resolve_json(value: Any, context: PlaceholderContext) -> Any:
-    if isinstance(value, str):
-        resolved = resolve_string(value, context)
-        if resolved != value and value.strip().startswith("{{$") and value.strip().endswith("}}"):
-            try:
-                return json.loads(resolved)
-            except ValueError:
-                return resolved
-        return resolved
-    if isinstance(value, list):
-        return [_resolve_json(v, context) for v in value]
-    if isinstance(value, dict):
-        return {_resolve_json(k, context): _resolve_json(v, context) for k, v in value.items()}
-    return value
 
 
 def _safe_path(path: str) -> str:
