@@ -81,8 +81,10 @@ def _match(tasks: Sequence[TaskRow], ref: str, run_id: str) -> list[TaskRow]:
 def _why_no_logs(task: TaskRow) -> str:
     if task.cached:
         return "its result came from the cache, nothing ran"
-    if task.kind not in ("container",):
-        return f"it is a {task.kind} task, which runs no process of its own"
+    if task.kind in ("dag", "loop"):
+        return f"it is a {task.kind} that groups other tasks and runs no process itself"
+    if task.kind != "container":
+        return f"it is an {task.kind} task and runs no process"
     return f"it is {task.state} and never started a process" + (f" ({task.error})" if task.error else "")
 
 

@@ -8,6 +8,7 @@ always wrapped in `rich.text.Text`, never interpreted as rich markup.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -34,8 +35,15 @@ STATE_STYLES = {
 SHORT_ID = 8
 
 
+#: Width of tables written to a pipe or file (rich would otherwise wrap them at 80 columns).
+PIPE_WIDTH = 200
+
+
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH  # tables size to their content; this only stops needless wrapping
+    return console
 
 
 def stderr() -> Console:
@@ -203,20 +211,18 @@ def run_details(console: Console, run: RunRow, document: dict[str, Any]) -> None
         fields.append(("Outputs", ", ".join(f"{k}={format_value(v)}" for k, v in outputs.items())))
     if run.error:
         fields.append(("Error", Text(run.error, style="red")))
-    header = Table.grid(padding=(0, 2))
-    header.add_column(style="bold", no_wrap=True)
-    header.add_column(overflow="fold")
+    width = max(len(name) for name, _ in fields) + 2
     for name, value in fields:
         if value != "":
-            header.add_row(name, value if isinstance(value, Text) else Text(value))
-    console.print(header)
+            console.print(Text.assemble(Text(name.ljust(width), style="bold"),
+                                        value if isinstance(value, Text) else Text(value)))
     console.print()
     tasks = document.get("tasks") or []
     if not tasks:
         console.print("No tasks recorded.")
         return
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    table.add_column("TASK", overflow="fold")
+    table.add_column("TASK", no_wrap=True)
     table.add_column("STATE", no_wrap=True)
     table.add_column("CACHED", no_wrap=True)
     table.add_column("ATTEMPTS", no_wrap=True, justify="right")

@@ -108,8 +108,8 @@ def execute(pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str,
     engine = Engine(pipeline, parameters, store, runtime, options, listener, root_artifacts=artifacts)
     try:
         state = engine.run()
-    except KeyboardInterrupt:
-        _finish_run(store, run_id, "CANCELED", {}, "canceled by the user (Ctrl-C)")
+    except KeyboardInterrupt as interrupt:
+        _finish_run(store, run_id, "CANCELED", {}, str(interrupt) or "canceled by the user (Ctrl-C)")
         raise
     except BaseException as exc:
         _finish_run(store, run_id, "FAILED", {}, f"engine error: {type(exc).__name__}: {exc}")

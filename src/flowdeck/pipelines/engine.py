@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import re
+import signal
 import sys
 import threading
 import time
@@ -36,6 +37,7 @@ from flowdeck.runtime import Runtime, Workload, WorkloadHandle
 from flowdeck.store import Batch, Store
 
 logger = logging.getLogger("flowdeck")
+INTERRUPTED = "canceled by the user (Ctrl-C)"
 _DURATION = re.compile(r"^\s*([0-9.]+)\s*s?\s*$")
 
 
@@ -85,6 +87,7 @@ class Engine:
         self.root: Scope | None = None
         self.done = False
         self.canceled = False
+        self.cancel_reason = ""
         self.warned: set[str] = set()
         self.failed_nodes: list[Node] = []
         self.created = datetime.now(timezone.utc)
@@ -101,14 +104,19 @@ class Engine:
 
     # ---------------------------------------------------------------------------------- main loop
     def run(self) -> str:
-        """Execute the pipeline to the end and return the run's final state."""
+        """Execute the pipeline to the end and return the run's final state.
+
+        Ctrl-C (SIGINT) or SIGTERM cancels the run between two steps, so the store is never left
+        half-written; the engine then raises KeyboardInterrupt.
+        """
         root_component = self.pipeline.root
         parameters = inputs.with_defaults(root_component, dict(self.arguments))
         self.root = Scope(component=root_component, owner=None, path="", parameters=parameters,
                           artifacts=dict(self.root_artifacts))
         self.batch.run_update.update(state="RUNNING", started_at=datetime.now(timezone.utc))
-        self._open_scope(self.root)
+        previous_handlers = self._catch_signals()
         try:
+            self._open_scope(self.root)
             self._pump()
             while not self.done:
                 timeout = None
@@ -120,19 +128,37 @@ class Engine:
                     event = None
                 if event is not None:
                     self._handle(event)
-                    while True:
+                    while not self.done:
                         try:
                             self._handle(self.events.get_nowait())
                         except queue.Empty:
                             break
+                if self.done:
+                    break
                 self._fire_timers()
                 self._pump()
         except KeyboardInterrupt:
-            self.cancel("canceled by the user (Ctrl-C)")
-            raise
+            self.cancel(INTERRUPTED)
         finally:
             self._flush()
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+        if self.canceled:
+            raise KeyboardInterrupt(self.cancel_reason)
         return self.final_state
+
+    def _catch_signals(self) -> dict[int, Any]:
+        """Turn SIGINT/SIGTERM into a cancel event (only the main thread can own signal handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def interrupt(signum: int, _frame: Any) -> None:
+            self.events.put(("interrupt", signal.Signals(signum).name))
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, interrupt)
+        return previous
 
     @property
     def final_state(self) -> str:
@@ -159,7 +185,10 @@ class Engine:
 
     def cancel(self, reason: str) -> None:
         """Stop everything: running workloads are killed, pending tasks end CANCELED."""
+        if self.canceled:
+            return
         self.canceled = True
+        self.cancel_reason = reason
         for key in [k for k in self.running if k.startswith("venv:")]:
             self._set_state(self.running.pop(key), "CANCELED", error=reason)
         stoppers = [
@@ -205,6 +234,8 @@ class Engine:
                 self._executor_exited(node, code)
         elif kind == "message":
             self.listener.message(payload)
+        elif kind == "interrupt":
+            self.cancel(INTERRUPTED if payload == "SIGINT" else f"canceled: the engine received {payload}")
         elif kind == "venv-ready":
             node, python, error = payload
             if error:
