@@ -26,7 +26,8 @@ RESULTS: Counter[tuple[str, bool]] = Counter()
 
 def _params(entries: list[dict[str, Any]]) -> list[Any]:
     return [
-        pytest.param(e, id=e["file"], marks=[pytest.mark.slow] if e["file"] in SLOW_FILES else [])
+        pytest.param(e, id=e["file"],
+                     marks=[pytest.mark.slow, pytest.mark.timeout(900)] if e["file"] in SLOW_FILES else [])
         for e in entries
     ]
 
