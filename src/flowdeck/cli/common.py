@@ -6,8 +6,6 @@ SQLAlchemy and pydantic are imported inside functions: `flowdeck --help` must no
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -86,14 +84,5 @@ def find_run(store: Store, ref: str) -> RunRow:
 
     try:
         return store.get_run(ref)
-    except RunNotFound:
-        raise CLIError(f"no run matches {ref!r}") from None
-
-
-def own_newest_run(store: Store, *, limit: int = 50) -> RunRow | None:
-    """The newest run this process created (the store records each run's engine host and pid)."""
-    host, pid = socket.gethostname(), os.getpid()
-    for row in store.list_runs(limit=limit):
-        if row.engine_pid == pid and row.engine_host == host:
-            return row
-    return None
+    except RunNotFound as missing:
+        raise CLIError(str(missing)) from None

@@ -34,6 +34,7 @@ class ProgressListener(Listener):
         self.states: dict[str, str] = {}
         self.running: dict[str, str] = {}
         self.cached = 0
+        self.run_id: str | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
@@ -54,6 +55,9 @@ class ProgressListener(Listener):
                 yield
         finally:
             self._progress = None
+
+    def run_started(self, run_id: str) -> None:
+        self.run_id = run_id
 
     def task_changed(self, node: Node) -> None:
         if node.kind not in _WORK:

@@ -7,15 +7,7 @@ run is recorded as CANCELED, its processes stopped, and the command exits 1.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import threading
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 import click
@@ -26,13 +18,13 @@ from flowdeck.cli.common import (
     first_line,
     load_settings,
     open_cli_store,
-    own_newest_run,
     safe_url,
 )
 
 
 def parse_parameters(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
-    """`-p NAME=VALUE` pairs: VALUE is JSON when it parses as JSON, else the string as given."""
+    """`-p NAME=VALUE` pairs, VALUE as typed: the engine reads it as JSON for numbers, booleans, lists and
+    structs, and keeps it verbatim for string parameters (so `-p version=1.10` stays "1.10")."""
     result: dict[str, Any] = {}
     for item in values:
         name, sep, text = item.partition("=")
@@ -41,10 +33,7 @@ def parse_parameters(_ctx: click.Context, _param: click.Parameter, values: tuple
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="-p")
         if name in result:
             raise click.BadParameter(f"parameter {name!r} is given twice", param_hint="-p")
-        try:
-            result[name] = json.loads(text)
-        except ValueError:
-            result[name] = text
+        result[name] = text
     return result
 
 
@@ -84,14 +73,11 @@ def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool)
     from flowdeck.pipelines.api import run_pipeline
     from flowdeck.pipelines.errors import PipelineError
 
-    # Locally the image is ignored, so kfp's notice that the default image will change is only noise.
-    warnings.filterwarnings("ignore", message="The default base_image used by the @dsl.component",
-                            category=FutureWarning)
     out, err = render.stdout(), render.stderr()
     listener = ProgressListener(out, err, live=not as_json and out.is_terminal)
     started = time.monotonic()
     try:
-        with _interrupts_cancel(), listener.display():
+        with listener.display():
             document = run_pipeline(pipeline, arguments, enable_caching=not no_cache, settings=settings,
                                     listener=listener)
     except PipelineError as exc:
@@ -99,7 +85,7 @@ def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool)
     except SQLAlchemyError as exc:
         raise CLIError(f"run database {safe_url(settings.resolved_database_url)}: {first_line(exc)}", FAILURE) from None
     except KeyboardInterrupt:
-        return _canceled(as_json)
+        return _canceled(listener.run_id, as_json)
     if as_json:
         render.print_json(document)
     else:
@@ -107,50 +93,18 @@ def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool)
     return 0 if document["state"] == "SUCCEEDED" else FAILURE
 
 
-def _canceled(as_json: bool) -> int:
-    """Say which run Ctrl-C canceled (the API has already recorded it as CANCELED)."""
+def _canceled(run_id: str | None, as_json: bool) -> int:
+    """Say which run Ctrl-C (or SIGTERM) canceled; the engine has already recorded it as CANCELED."""
     from flowdeck.cli import render
     from flowdeck.pipelines.api import describe_run
 
-    with open_cli_store() as store:
-        row = own_newest_run(store)
-        document = describe_run(store, row.id) if row is not None else None
-    if row is None:
+    if run_id is None:
         click.echo("flowdeck: canceled before the run started", err=True)
-    else:
-        what = "canceled" if row.state == "CANCELED" else f"interrupted (state {row.state})"
-        click.echo(f"flowdeck: run {row.id} {what}; see `flowdeck runs get {render.short_id(row.id)}`", err=True)
-    if as_json and document is not None:
+        return FAILURE
+    with open_cli_store() as store:
+        document = describe_run(store, run_id)
+    what = "canceled" if document["state"] == "CANCELED" else f"interrupted (state {document['state']})"
+    click.echo(f"flowdeck: run {run_id} {what}; see `flowdeck runs get {render.short_id(run_id)}`", err=True)
+    if as_json:
         render.print_json(document)
     return FAILURE
-
-
-@contextmanager
-def _interrupts_cancel() -> Iterator[None]:
-    """Ctrl-C or SIGTERM cancels the run (KeyboardInterrupt); a second press says to wait, a third quits.
-
-    Cancelling stops the run's processes and records the run, which takes a few seconds at most;
-    quitting at once (third press) leaves the fork server to kill the tasks when it sees the engine gone,
-    and the run is marked FAILED by the next command that lists runs.
-    """
-    presses = 0
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            raise KeyboardInterrupt
-        if presses == 2:
-            os.write(2, b"\nflowdeck: canceling the run; press Ctrl-C again to quit at once\n")
-            return
-        os._exit(130)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set on the main thread (e.g. when embedded in tests)
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

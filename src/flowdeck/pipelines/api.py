@@ -21,6 +21,7 @@ from flowdeck.pipelines.spec import Pipeline, load_pipeline
 from flowdeck.pipelines.values import coerce_arguments
 from flowdeck.runtime import LocalRuntime
 from flowdeck.store import Store, open_store
+from flowdeck.store.store import as_utc
 
 _REMOTE = ("gs://", "s3://", "minio://", "oci://", "http://", "https://")
 
@@ -106,6 +107,8 @@ def execute(pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str,
         enable_caching=enable_caching, max_parallel=settings.max_parallel_tasks,
     )
     engine = Engine(pipeline, parameters, store, runtime, options, listener, root_artifacts=artifacts)
+    if listener is not None:
+        listener.run_started(run_id)
     try:
         state = engine.run()
     except KeyboardInterrupt as interrupt:
@@ -133,6 +136,10 @@ def _jsonable_arguments(parameters: dict[str, Any], artifacts: dict[str, Any]) -
     return result
 
 
+def _iso(value: datetime | None) -> str | None:
+    return as_utc(value).isoformat() if value is not None else None
+
+
 def describe_run(store: Store, run_id: str) -> dict[str, Any]:
     """The run document: id, state, outputs and every task with its state, cache hit and attempts."""
     run = store.get_run(run_id)
@@ -145,8 +152,9 @@ def describe_run(store: Store, run_id: str) -> dict[str, Any]:
         "error": run.error,
         "outputs": run.outputs or {},
         "tasks": [
-            {"name": t.name, "display_name": t.display_name, "path": t.path, "state": t.state,
-             "cached": t.cached, "attempts": t.attempts, "error": t.error}
+            {"name": t.name, "display_name": t.display_name, "path": t.path, "kind": t.kind, "state": t.state,
+             "cached": t.cached, "attempts": t.attempts, "error": t.error,
+             "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at)}
             for t in tasks
         ],
     }

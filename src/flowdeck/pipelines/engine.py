@@ -58,6 +58,9 @@ class Listener:
     The default one logs messages (warnings about what cannot apply locally) to the `flowdeck` logger.
     """
 
+    def run_started(self, run_id: str) -> None:
+        """The run is recorded in the store under `run_id` and about to start."""
+
     def task_changed(self, node: Node) -> None:
         """A task changed state (node.state); override to show progress."""
 

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,10 @@ def from_python_file(path: Path, function_name: str | None) -> Pipeline:
     sys.modules[module_name] = module
     sys.path.insert(0, str(path.parent.resolve()))
     try:
-        spec.loader.exec_module(module)
+        with warnings.catch_warnings():
+            # the image of @dsl.component is not used locally, so kfp's warning about its default is noise
+            warnings.filterwarnings("ignore", message="The default base_image", category=FutureWarning)
+            spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001
         raise PipelineError(f"{path}: importing it failed: {type(exc).__name__}: {_first_line(exc)}") from None
     finally:

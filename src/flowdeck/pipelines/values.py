@@ -24,6 +24,9 @@ TYPE_NAMES = {
     "TASK_FINAL_STATUS": "PipelineTaskFinalStatus",
 }
 
+#: Types whose values arrive as JSON text when given on a command line.
+JSON_TYPED = frozenset({"NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN", "LIST", "STRUCT"})
+
 
 def normalize(value: Any) -> Any:
     """Integral floats become ints, recursively (as the KFP backend's protojson does)."""
@@ -37,12 +40,23 @@ def normalize(value: Any) -> Any:
 
 
 def coerce(value: Any, parameter_type: str, name: str) -> Any:
-    """Convert `value` to `parameter_type`, or raise ValueError naming the parameter."""
+    """Convert `value` to `parameter_type`, or raise ValueError naming the parameter.
+
+    Text is read as JSON for non-string types (`"3"` is 3 for an int, `"[1, 2]"` a list), and kept
+    verbatim for strings, so `-p version=1.10` stays "1.10".
+    """
 
     def wrong() -> ValueError:
         expected = TYPE_NAMES.get(parameter_type, parameter_type)
         return ValueError(f"parameter {name!r} expects {expected}, got {json.dumps(value)}")
 
+    if isinstance(value, str) and parameter_type in JSON_TYPED:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        if not isinstance(parsed, str):
+            return coerce(parsed, parameter_type, name)
     if parameter_type == "NUMBER_INTEGER":
         if isinstance(value, bool):
             raise wrong()
@@ -74,6 +88,8 @@ def coerce(value: Any, parameter_type: str, name: str) -> Any:
             return value.strip().lower() == "true"
         raise wrong()
     if parameter_type == "STRING":
+        if value is None:
+            raise wrong()
         if isinstance(value, str):
             return value
         if isinstance(value, (dict, list)):

@@ -115,15 +115,17 @@ class Store:
     def get_run(self, run_id: str) -> RunRow:
         """The run with this id, or the only run whose id starts with it (case-sensitive)."""
         if not run_id:
-            raise RunNotFound(run_id)
+            raise RunNotFound("no run id given")
         with Session(self.engine, expire_on_commit=False) as session:
             row = session.get(RunRow, run_id)
             if row is None:
                 # Not LIKE: SQLite's LIKE ignores case, PostgreSQL's does not.
                 prefix = func.substr(RunRow.id, 1, len(run_id)) == run_id
                 matches = session.scalars(select(RunRow).where(prefix).limit(2)).all()
-                if len(matches) != 1:
-                    raise RunNotFound(run_id)
+                if not matches:
+                    raise RunNotFound(f"no run matches {run_id!r}")
+                if len(matches) > 1:
+                    raise RunNotFound(f"several runs match {run_id!r}; give more of the id")
                 row = matches[0]
             return row
 
