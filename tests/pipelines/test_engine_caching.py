@@ -3,7 +3,6 @@
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
@@ -128,9 +127,6 @@ def test_run_with_caching_disabled_reruns_everything(run, tmp_path: Path) -> Non
     assert executions(tmp_path) == ["make_data", "measure"] * 2
 
 
-@pytest.mark.xfail(reason="engine bug: a run with enable_caching=False still writes cache entries, so the next "
-                          "run is served from a run that asked for no caching (KFP computes no fingerprint and "
-                          "writes no entry for tasks whose caching is off)", strict=True)
 def test_run_with_caching_disabled_does_not_fill_the_cache(run, tmp_path: Path) -> None:
     run(cached_pipeline, {"directory": str(tmp_path)}, enable_caching=False)
     second = run(cached_pipeline, {"directory": str(tmp_path)})

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
@@ -493,8 +492,6 @@ def test_condition_on_a_float_parameter(run) -> None:
     assert run(float_threshold, {"x": 0.25})["outputs"]["Output"] == "low"
 
 
-@pytest.mark.xfail(reason="engine bug: integral floats are turned into ints before CEL evaluation, and CEL has "
-                          "no int >= double overload, so the condition task FAILS", strict=True)
 def test_condition_on_a_float_parameter_with_an_integral_value(run) -> None:
     result = run(float_threshold, {"x": 1.0})
 

@@ -332,8 +332,6 @@ def test_workloads_of_a_dead_fork_server_are_reported_lost(runtime: LocalRuntime
     os.killpg(handle.pid, signal.SIGKILL)  # the server could not clean up after itself
 
 
-@pytest.mark.xfail(reason="engine bug: LocalRuntime keeps the first fork server's exit as _server_error, "
-                          "so it never starts a working server again", strict=True)
 def test_a_new_fork_server_starts_after_the_old_one_died(runtime: LocalRuntime, tmp_path: Path) -> None:
     exits = Exits()
     first = runtime.start(_workload(tmp_path, "first", ["sleep", "30"]), exits)
@@ -347,8 +345,6 @@ def test_a_new_fork_server_starts_after_the_old_one_died(runtime: LocalRuntime, 
     assert exits.wait(second) == 4
 
 
-@pytest.mark.xfail(reason="engine bug: LocalRuntime keeps the first fork server's exit as _server_error, "
-                          "so start() after close() raises RuntimeUnavailable", strict=True)
 def test_runtime_can_start_again_after_close(tmp_path: Path) -> None:
     rt = LocalRuntime()
     exits = Exits()

@@ -107,9 +107,10 @@ def execute(pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str,
         enable_caching=enable_caching, max_parallel=settings.max_parallel_tasks,
     )
     engine = Engine(pipeline, parameters, store, runtime, options, listener, root_artifacts=artifacts)
-    if listener is not None:
-        listener.run_started(run_id)
     try:
+        run_started = getattr(listener, "run_started", None)
+        if run_started is not None:
+            run_started(run_id)
         state = engine.run()
     except KeyboardInterrupt as interrupt:
         _finish_run(store, run_id, "CANCELED", {}, str(interrupt) or "canceled by the user (Ctrl-C)")

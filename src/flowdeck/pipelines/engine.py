@@ -173,9 +173,11 @@ class Engine:
     def public_outputs(self) -> dict[str, Any]:
         """Pipeline outputs: parameter values, and `{"uri", "metadata"}` for artifacts."""
         result: dict[str, Any] = dict(self.outputs["parameters"])
+        definitions = (self.pipeline.root.get("outputDefinitions") or {}).get("artifacts") or {}
         for name, artifacts in self.outputs["artifacts"].items():
             described = [{"uri": a["uri"], "metadata": a.get("metadata") or {}} for a in artifacts]
-            result[name] = described[0] if len(described) == 1 else described
+            is_list = (definitions.get(name) or {}).get("isArtifactList") or len(described) != 1
+            result[name] = described if is_list else described[0]
         return _jsonable(result)
 
     def run_error(self) -> str | None:
@@ -313,7 +315,7 @@ class Engine:
             self._iteration_done(owner, scope)
             return
         if scope.failed:
-            self._finish(owner, "FAILED", error="a task inside failed")
+            self._finish(owner, "FAILED", error=scope.error or "a task inside failed")
             return
         owner.parameters_out, owner.artifacts_out = self._scope_outputs(scope)
         self._finish(owner, "SUCCEEDED")
@@ -338,7 +340,7 @@ class Engine:
             for selector in spec.get("artifactSelectors") or []:
                 producer = scope.nodes.get(selector["producerSubtask"])
                 key = selector["outputArtifactKey"]
-                if producer is not None and producer.artifacts_out.get(key):
+                if producer is not None and key in producer.artifacts_out:
                     artifacts[name] = producer.artifacts_out[key]
                     break
         return parameters, artifacts
@@ -400,6 +402,8 @@ class Engine:
         self.batch.update_task(node.id, **values)
         scope = node.scope
         if state == "FAILED":
+            if not scope.failed:
+                scope.error = node.error if node.kind in ("dag", "loop") else f"task {node.path} failed: {node.error}"
             scope.failed = True
             if node.kind in ("container", "importer") or not self.failed_nodes:
                 self.failed_nodes.append(node)
@@ -510,6 +514,7 @@ class Engine:
         node.active_iterations -= 1
         if scope.failed:
             node.failed_iterations += 1
+            node.error = node.error or scope.error
         parameters, artifacts = self._scope_outputs(scope)
         scope.nodes = {}  # the iteration's tasks are recorded; keep only its outputs
         scope.parameters, scope.artifacts = parameters, artifacts
@@ -518,7 +523,7 @@ class Engine:
             self._next_iterations(node)
         if node.active_iterations == 0 and node.next_item >= len(node.items) and not node.finished:
             if node.failed_iterations:
-                self._finish(node, "FAILED", error="an iteration failed")
+                self._finish(node, "FAILED", error=node.error or "an iteration failed")
             else:
                 self._loop_outputs(node)
                 self._finish(node, "SUCCEEDED")
@@ -671,7 +676,7 @@ class Engine:
             else:
                 self._record_input_events(node)
                 options = node.spec.get("cachingOptions") or {}
-                if options.get("enableCache") and node.fingerprint:
+                if self.options.enable_caching and options.get("enableCache") and node.fingerprint:
                     self.batch.cache_entries.append({
                         "fingerprint": node.fingerprint, "pipeline_name": self.pipeline.name,
                         "task_id": node.id,

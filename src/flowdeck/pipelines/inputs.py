@@ -39,7 +39,7 @@ def resolve(node: Node, final_status: FinalStatus) -> tuple[dict[str, Any], Arti
             source = spec["taskOutputArtifact"]
             producer = scope.nodes.get(source["producerTask"])
             value = producer.artifacts_out.get(source["outputArtifactKey"]) if producer else None
-        if value:
+        if value is not None:
             artifacts[name] = value
     return parameters, artifacts
 

@@ -31,6 +31,7 @@ class Scope:
     nodes: dict[str, Node] = field(default_factory=dict)
     unfinished: int = 0
     failed: bool = False
+    error: str | None = None
     canceled: bool = False
 
     @property

@@ -182,8 +182,9 @@ def evaluate_condition(expression: str, parameters: dict[str, Any]) -> bool:
     """Evaluate a compiler-generated trigger condition against the task's input parameters."""
     import celpy
 
-    program, celtypes = _program(expression)
-    activation = {"inputs": celpy.json_to_cel({"parameter_values": normalize(parameters)})}
+    program, _ = _program(expression)
+    # protobuf Values hold every number as a double; the compiler wraps int operands in int(...)
+    activation = {"inputs": celpy.json_to_cel({"parameter_values": _as_doubles(parameters)})}
     try:
         result = program.evaluate(activation)
     except Exception as exc:  # noqa: BLE001
@@ -191,6 +192,18 @@ def evaluate_condition(expression: str, parameters: dict[str, Any]) -> bool:
     if isinstance(result, Exception):
         raise TaskFailure(f"cannot evaluate condition {expression!r}: {result}")
     return bool(result)
+
+
+def _as_doubles(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, list):
+        return [_as_doubles(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_doubles(v) for k, v in value.items()}
+    return value
 
 
 def select(expression: str, value: Any) -> Any:

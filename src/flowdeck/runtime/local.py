@@ -53,6 +53,7 @@ class LocalRuntime(Runtime):
         env = dict(self.base_env)
         env["_KFP_RUNTIME"] = "true"
         self._ready.clear()
+        self._server_error = None
         self._server = subprocess.Popen(
             [sys.executable, "-m", "flowdeck.runtime.forkserver", *self.preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,

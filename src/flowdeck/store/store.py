@@ -21,6 +21,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
+    and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -207,16 +210,13 @@ class Store:
         with self.engine.begin() as conn:
             if batch.new_tasks:
                 conn.execute(insert(TaskRow), batch.new_tasks)
-            for task_id, values in batch.task_updates.items():
-                conn.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+            _update_many(conn, TaskRow.__table__, {"id": "_task_id"},
+                         [{"_task_id": task_id, **values} for task_id, values in batch.task_updates.items()])
             if batch.new_attempts:
                 conn.execute(insert(AttemptRow), batch.new_attempts)
-            for task_id, number, values in batch.attempt_updates:
-                conn.execute(
-                    update(AttemptRow)
-                    .where(AttemptRow.task_id == task_id, AttemptRow.number == number)
-                    .values(**values)
-                )
+            _update_many(conn, AttemptRow.__table__, {"task_id": "_task_id", "number": "_number"},
+                         [{"_task_id": task_id, "_number": number, **values}
+                          for task_id, number, values in batch.attempt_updates])
             if batch.new_artifacts:
                 conn.execute(insert(ArtifactRow), batch.new_artifacts)
             if batch.new_events:
@@ -228,6 +228,22 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _update_many(conn: Connection, table: Table, keys: dict[str, str], rows: list[dict[str, Any]]) -> None:
+    """UPDATE many rows with one executemany per distinct set of columns.
+
+    `keys` maps the key columns to the parameter names that carry their values in each row dict;
+    the other entries of a row are the new column values.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        columns = tuple(sorted(k for k in row if k not in keys.values()))
+        groups.setdefault(columns, []).append(row)
+    condition = and_(*(table.c[column] == bindparam(param) for column, param in keys.items()))
+    for columns, group in groups.items():
+        if columns:
+            conn.execute(update(table).where(condition), group)  # SET: the row keys that name columns
 
 
 def _upsert_cache_entries(conn: Connection, entries: list[dict[str, Any]]) -> None:
