@@ -218,7 +218,8 @@ def test_listener_sees_task_state_changes(settings) -> None:
     from flowdeck.pipelines.api import run_pipeline
 
     listener = Collector()
-    result = run_pipeline(two_containers, {}, settings=settings, listener=listener)
+    # without caching: otherwise produce-2 is a cache hit of produce, which goes PENDING -> SUCCEEDED
+    result = run_pipeline(two_containers, {}, settings=settings, listener=listener, enable_caching=False)
 
     assert result["state"] == "SUCCEEDED", result["error"]
     for path in ("produce", "produce-2"):

@@ -23,6 +23,8 @@ from flowdeck.runtime import LocalRuntime
 from flowdeck.store import Store, open_store
 from flowdeck.store.store import as_utc
 
+#: Imported by the fork server after kfp's executor: runs one trivial component so tasks fork warm.
+WARM_EXECUTOR_MODULE = "flowdeck.pipelines.warm_executor"
 _REMOTE = ("gs://", "s3://", "minio://", "oci://", "http://", "https://")
 
 
@@ -42,17 +44,22 @@ def run_pipeline(
     arguments (no run is created); Ctrl-C cancels the run and re-raises `KeyboardInterrupt`.
     """
     settings = settings or get_settings()
-    loaded = load_pipeline(pipeline)
-    parameters, artifacts = prepare_arguments(loaded, arguments or {})
-    store = open_store(settings.resolved_database_url)
-    runtime = LocalRuntime(preload=(EXECUTOR_MODULE,), log_dir=str(settings.logs_dir))
+    if settings.runtime != "local":
+        raise PipelineError(f"runtime {settings.runtime!r} cannot run pipelines yet; use FLOWDECK_RUNTIME=local")
+    runtime = LocalRuntime(preload=(EXECUTOR_MODULE, WARM_EXECUTOR_MODULE), log_dir=str(settings.logs_dir))
+    runtime.warm_up()  # its imports overlap with loading the pipeline and opening the store
     try:
-        store.fail_orphaned_runs()
-        return execute(loaded, parameters, artifacts, store=store, runtime=runtime, settings=settings,
-                       enable_caching=enable_caching, listener=listener)
+        loaded = load_pipeline(pipeline)
+        parameters, artifacts = prepare_arguments(loaded, arguments or {})
+        store = open_store(settings.resolved_database_url)
+        try:
+            store.fail_orphaned_runs()
+            return execute(loaded, parameters, artifacts, store=store, runtime=runtime, settings=settings,
+                           enable_caching=enable_caching, listener=listener)
+        finally:
+            store.close()
     finally:
         runtime.close()
-        store.close()
 
 
 def prepare_arguments(pipeline: Pipeline, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
@@ -38,6 +39,7 @@ def parse_python_component(container: dict[str, Any]) -> PythonComponent | None:
                 return None
             install_script = " ".join(command[:index])
             packages, options = _packages_from(install_script)
+            packages, options = list(packages), list(options)
             return PythonComponent(
                 source=command[index + 1],
                 extra_args=command[index + 2:] + list(container.get("args") or []),
@@ -47,7 +49,9 @@ def parse_python_component(container: dict[str, Any]) -> PythonComponent | None:
     return None
 
 
+@lru_cache(maxsize=256)
 def _packages_from(script: str) -> tuple[list[str], list[str]]:
+    """Requirements and pip options named in the install script (cached: every task of a pipeline has one)."""
     packages: list[str] = []
     options: list[str] = []
     for match in _PIP_INSTALL.finditer(script):

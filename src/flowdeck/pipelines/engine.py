@@ -26,7 +26,7 @@ from typing import Any
 
 from flowdeck.pipelines import cache as cache_keys
 from flowdeck.pipelines import executors, inputs
-from flowdeck.pipelines.components import parse_python_component, satisfied_here
+from flowdeck.pipelines.components import PythonComponent, parse_python_component, satisfied_here
 from flowdeck.pipelines.errors import TaskFailure
 from flowdeck.pipelines.importer import REMOTE_SCHEMES, imported_artifact
 from flowdeck.pipelines.model import BLOCKING, Node, Scope, new_id
@@ -38,6 +38,8 @@ from flowdeck.store import Batch, Store
 
 logger = logging.getLogger("flowdeck")
 INTERRUPTED = "canceled by the user (Ctrl-C)"
+#: Iterations of a loop without a parallelism limit that are open at once (see _next_iterations).
+ITERATION_WINDOW = 64
 _DURATION = re.compile(r"^\s*([0-9.]+)\s*s?\s*$")
 
 
@@ -93,6 +95,8 @@ class Engine:
         self.cancel_reason = ""
         self.warned: set[str] = set()
         self.failed_nodes: list[Node] = []
+        self._python_components: dict[str, PythonComponent | None] = {}
+        self._packages_satisfied: dict[tuple[str, ...], bool] = {}
         self.created = datetime.now(timezone.utc)
         self.resource_name = f"{pipeline.name}-{options.run_id[:8]}"
         self.pipeline_values = {
@@ -373,7 +377,8 @@ class Engine:
         except TaskFailure as exc:
             self._finish(node, "FAILED", error=str(exc))
             return
-        self._set_state(node, "RUNNING")
+        if node.kind != "container":  # a container task is RUNNING once it has a slot (see _run_executor)
+            self._set_state(node, "RUNNING")
         self.batch.update_task(node.id, inputs=self._inputs_record(node))
         component = self.pipeline.component(node.component_name)
         if node.kind == "loop":
@@ -487,12 +492,19 @@ class Engine:
         self._next_iterations(node)
 
     def _next_iterations(self, node: Node) -> None:
+        """Open iterations up to the loop's parallelism limit.
+
+        Without a limit, iterations are still opened in a bounded window ahead of the global task
+        slots: they are independent, so this changes no result, and memory stays flat for huge loops.
+        """
         limit = (node.spec.get("iteratorPolicy") or {}).get("parallelismLimit") or 0
+        if limit <= 0:
+            limit = max(ITERATION_WINDOW, 4 * self.options.max_parallel)
         assert node.items is not None
         component = self.pipeline.component(node.component_name)
         is_parameter = bool(node.spec.get("parameterIterator"))
         item_input = (node.spec.get("parameterIterator") or node.spec.get("artifactIterator"))["itemInput"]
-        while node.next_item < len(node.items) and (limit <= 0 or node.active_iterations < limit):
+        while node.next_item < len(node.items) and node.active_iterations < limit:
             index = node.next_item
             node.next_item += 1
             node.active_iterations += 1
@@ -599,17 +611,31 @@ class Engine:
         self._finish(node, "SUCCEEDED")
         return True
 
+    def _python_component(self, label: str) -> PythonComponent | None:
+        """The Python component behind executor `label` (parsed once per run), or None for plain containers."""
+        if label not in self._python_components:
+            container = self.pipeline.executor(label)["container"]
+            self._python_components[label] = parse_python_component(container)
+        return self._python_components[label]
+
     def _run_executor(self, node: Node) -> None:
+        if node.state != "RUNNING":
+            self._set_state(node, "RUNNING")
         component = self.pipeline.component(node.component_name)
-        container = self.pipeline.executor(component["executorLabel"])["container"]
-        python_component = parse_python_component(container)
-        if python_component and python_component.packages and not satisfied_here(python_component.packages):
+        python_component = self._python_component(component["executorLabel"])
+        if python_component and python_component.packages and not self._packages_here(python_component):
             self.running[f"venv:{node.id}"] = node
             threading.Thread(target=self._build_venv, args=(node, python_component), daemon=True).start()
             return
         self._launch(node, sys.executable)
 
-    def _build_venv(self, node: Node, python_component: Any) -> None:
+    def _packages_here(self, python_component: PythonComponent) -> bool:
+        key = tuple(python_component.packages)
+        if key not in self._packages_satisfied:
+            self._packages_satisfied[key] = satisfied_here(python_component.packages)
+        return self._packages_satisfied[key]
+
+    def _build_venv(self, node: Node, python_component: PythonComponent) -> None:
         try:
             python = python_for(python_component.packages, python_component.pip_options,
                                 self.options.venv_dir, announce=lambda text: self.events.put(("message", text)))
@@ -645,7 +671,7 @@ class Engine:
                   python: str) -> Workload:
         assert node.task_dir is not None
         os.makedirs(self.pipeline_values["workspace_path"], exist_ok=True)
-        python_component = parse_python_component(container)
+        python_component = self._python_component(component["executorLabel"])
         if python_component is None:
             self._warn_image(container)
         prepared = executors.prepare(

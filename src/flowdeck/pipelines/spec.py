@@ -20,6 +20,9 @@ import yaml
 
 from flowdeck.pipelines.errors import PipelineError
 
+#: libyaml's safe loader when PyYAML was built with it (10x faster on large pipelines).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass
 class Pipeline:
@@ -72,7 +75,7 @@ def load_pipeline(source: Any, *, function_name: str | None = None) -> Pipeline:
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{path}: cannot read: {exc}") from None
     try:
-        documents = [doc for doc in yaml.safe_load_all(raw) if doc is not None]
+        documents = [doc for doc in yaml.load_all(raw, Loader=_LOADER) if doc is not None]
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {_first_line(exc)}") from None
     return from_documents(documents, str(path))
@@ -154,7 +157,7 @@ def compile_function(func: Any, label: str) -> Pipeline:
             compiler.Compiler().compile(func, str(out))
         except Exception as exc:  # noqa: BLE001 - any compile error is the user's to fix
             raise PipelineError(f"{label}: kfp could not compile it: {_first_line(exc)}") from None
-        documents = [d for d in yaml.safe_load_all(out.read_text()) if d is not None]
+        documents = [d for d in yaml.load_all(out.read_text(), Loader=_LOADER) if d is not None]
     return from_documents(documents, label)
 
 

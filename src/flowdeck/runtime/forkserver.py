@@ -7,7 +7,8 @@ its stdout/stderr redirected to the workload's log file, and then either runs a 
 `python -m MODULE ARGS` would, or `exec`s the command. Exits are reported back on the pipe.
 
 Protocol: newline-delimited JSON. Requests on stdin:
-  {"op": "spawn", "id", "argv", "env", "cwd", "log", "module"}   (module: run argv as `-m module`)
+  {"op": "spawn", "id", "argv", "env", "cwd", "log", "module"}   (module: run argv as `-m module`;
+  env: variables added to the server's own environment)
 Replies on the original stdout (moved to a private fd at start):
   {"op": "ready"} once the preloaded modules are imported, then
   {"op": "started", "id", "pid"} | {"op": "exited", "id", "code"} | {"op": "error", "id", "message"}
@@ -16,6 +17,8 @@ When stdin closes (the engine went away) every child's process group is killed a
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib
 import io
 import json
@@ -105,6 +108,7 @@ class ForkServer:
         code = 1
         try:
             os.setsid()
+            _die_with_parent()
             for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
@@ -116,7 +120,6 @@ class ForkServer:
                 os.close(fd)
             if request.get("cwd"):
                 os.chdir(request["cwd"])
-            os.environ.clear()
             os.environ.update(request["env"])
             argv = request["argv"]
             if not request.get("module"):
@@ -148,6 +151,16 @@ class ForkServer:
                 pass
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this child if the fork server dies, whatever killed it."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def run_module(module: str, argv: list[str]) -> int:
     """Run `module` as `python -m module argv[3:]` would, returning its exit code."""
     sys.argv = [module, *argv[3:]]
@@ -173,6 +186,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for module in sys.argv[1:]:
         importlib.import_module(module)
+    gc.collect()
+    gc.freeze()  # preloaded objects move to a permanent generation: children's GC never touches (copies) them
     server = ForkServer(reply_fd)
     server.reply({"op": "ready", "pid": os.getpid()})
     server.serve()

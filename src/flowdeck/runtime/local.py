@@ -47,9 +47,12 @@ class LocalRuntime(Runtime):
         self._server_error: str | None = None
 
     # -- fork server lifecycle -------------------------------------------------------------------
-    def _ensure_server(self) -> subprocess.Popen[bytes]:
-        if self._server is not None and self._server.poll() is None:
-            return self._server
+    def warm_up(self) -> None:
+        """Start the fork server in the background, so its imports overlap with the caller's own work."""
+        if self._server is None or self._server.poll() is not None:
+            self._spawn_server()
+
+    def _spawn_server(self) -> None:
         env = dict(self.base_env)
         env["_KFP_RUNTIME"] = "true"
         self._ready.clear()
@@ -61,8 +64,12 @@ class LocalRuntime(Runtime):
         self._reader = threading.Thread(target=self._read_replies, args=(self._server,), daemon=True,
                                         name="flowdeck-forkserver-reader")
         self._reader.start()
+
+    def _ensure_server(self) -> subprocess.Popen[bytes]:
+        self.warm_up()
         if not self._ready.wait(timeout=120) or self._server_error:
             raise RuntimeUnavailable(self._server_error or "the fork server did not start in 120 s")
+        assert self._server is not None
         return self._server
 
     def _read_replies(self, server: subprocess.Popen[bytes]) -> None:
@@ -121,14 +128,13 @@ class LocalRuntime(Runtime):
             directory = Path(self.log_dir or os.getcwd())
             directory.mkdir(parents=True, exist_ok=True)
             workload.log_path = str(directory / f"{handle.id}.log")
-        env = dict(self.base_env)
-        env.update(workload.env)
         command = workload.command
         module = None
         if len(command) >= 3 and command[0] == sys.executable and command[1] == "-m" \
                 and command[2] in self.preload:
             module = command[2]
-        request = {"op": "spawn", "id": handle.id, "argv": command, "env": env,
+        # the server's own environment is base_env: send only what this workload adds
+        request = {"op": "spawn", "id": handle.id, "argv": command, "env": workload.env,
                    "cwd": workload.working_dir, "log": workload.log_path, "module": module}
         with self._lock:
             self._handles[handle.id] = handle

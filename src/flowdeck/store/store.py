@@ -15,6 +15,7 @@ import socket
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
+    Update,
     and_,
     bindparam,
     create_engine,
@@ -240,10 +242,15 @@ def _update_many(conn: Connection, table: Table, keys: dict[str, str], rows: lis
     for row in rows:
         columns = tuple(sorted(k for k in row if k not in keys.values()))
         groups.setdefault(columns, []).append(row)
-    condition = and_(*(table.c[column] == bindparam(param) for column, param in keys.items()))
     for columns, group in groups.items():
         if columns:
-            conn.execute(update(table).where(condition), group)  # SET: the row keys that name columns
+            conn.execute(_keyed_update(table, tuple(keys.items())), group)  # SET: the row keys that name columns
+
+
+@lru_cache(maxsize=64)
+def _keyed_update(table: Table, keys: tuple[tuple[str, str], ...]) -> Update:
+    """UPDATE table WHERE each key column equals its bound parameter (built once per table and key)."""
+    return update(table).where(and_(*(table.c[column] == bindparam(param) for column, param in keys)))
 
 
 def _upsert_cache_entries(conn: Connection, entries: list[dict[str, Any]]) -> None:
