@@ -184,7 +184,9 @@ def test_failed_run_exits_1_and_points_at_the_logs(home: Path, failed_run: Any) 
     document = json.loads(shown.stdout)
     assert document["state"] == "FAILED"
     states = {t["name"]: (t["state"], t["error"]) for t in document["tasks"]}
-    assert states == {"produce": ("SUCCEEDED", None), "explode": ("FAILED", "exited with code 1")}
+    # the error ends with the exception the component raised, so the summary explains the failure
+    assert states == {"produce": ("SUCCEEDED", None),
+                      "explode": ("FAILED", "exited with code 1: ValueError: kaboom 42")}
 
     logs = flowdeck_cli(home, "logs", run["run_id"][:10], "explode")
     assert logs.returncode == 0, logs.stderr

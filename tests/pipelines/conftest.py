@@ -27,10 +27,6 @@ def run(settings: Settings) -> Callable[..., dict[str, Any]]:
     return _run
 
 
-def tasks_by_path(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["path"]: task for task in result["tasks"]}
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the KFP compatibility pass count per tier when the compat test ran."""
     module = __import__("sys").modules.get("test_kfp_compat")

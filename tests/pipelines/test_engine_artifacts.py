@@ -18,20 +18,11 @@ from kfp.dsl import (
 )
 
 from flowdeck.store import open_store
+from helpers import task_rows
 
 IMAGE = "python:3.11"
 
 
-def tasks(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["path"]: task for task in result["tasks"]}
-
-
-def task_rows(settings, run_id: str) -> dict[str, Any]:
-    store = open_store(settings.resolved_database_url)
-    try:
-        return {t.path: t for t in store.list_tasks(run_id)}
-    finally:
-        store.close()
 
 
 def lineage(settings, task_id: str) -> list[tuple[str, str, Any]]:

@@ -1,18 +1,15 @@
 """Engine behaviour: the execution cache, with KFP's semantics."""
 
 from pathlib import Path
-from typing import Any
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
 from flowdeck.store import open_store
+from helpers import tasks
 
 IMAGE = "python:3.11"
 
-
-def tasks(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["path"]: task for task in result["tasks"]}
 
 
 def attempt_count(settings, run_id: str) -> int:

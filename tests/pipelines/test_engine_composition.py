@@ -2,26 +2,17 @@
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
 from flowdeck.store import open_store
+from helpers import task_rows, tasks
 
 IMAGE = "python:3.11"
 
 
-def tasks(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["path"]: task for task in result["tasks"]}
-
-
-def task_rows(settings, run_id: str) -> dict[str, Any]:
-    store = open_store(settings.resolved_database_url)
-    try:
-        return {t.path: t for t in store.list_tasks(run_id)}
-    finally:
-        store.close()
 
 
 @dsl.component(base_image=IMAGE)

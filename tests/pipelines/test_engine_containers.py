@@ -8,6 +8,7 @@ from kfp.dsl import Dataset, Input, Output
 
 from flowdeck.pipelines.engine import Listener
 from flowdeck.store import open_store
+from helpers import tasks
 
 IMAGE = "python:3.11"
 
@@ -29,9 +30,6 @@ class Collector(Listener):
     def message(self, text: str) -> None:
         self.messages.append(text)
 
-
-def tasks(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["path"]: task for task in result["tasks"]}
 
 
 def task_outputs(settings, run_id: str, path: str) -> dict[str, Any]:

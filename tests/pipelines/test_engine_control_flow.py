@@ -8,25 +8,15 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from flowdeck.store import open_store
+from helpers import task_rows, tasks
 
 IMAGE = "python:3.11"
 
-
-def tasks(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["path"]: task for task in result["tasks"]}
 
 
 def leaf_tasks(result: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
     return {t["path"]: t for t in result["tasks"] if t["name"] == name}
 
-
-def task_rows(settings, run_id: str) -> dict[str, Any]:
-    store = open_store(settings.resolved_database_url)
-    try:
-        return {t.path: t for t in store.list_tasks(run_id)}
-    finally:
-        store.close()
 
 
 @dsl.component(base_image=IMAGE)

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from kfp import compiler, dsl
 
 from flowdeck.store import open_store
+from helpers import process_gone, wait_for
 
 IMAGE = "python:3.11"
 
@@ -40,26 +40,6 @@ def sleepy(pid_file: str):
     sleeper(pid_file=pid_file)
 
 
-def _gone(pid: int) -> bool:
-    """True when `pid` no longer runs (a zombie nobody reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        return True
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture
@@ -80,20 +60,20 @@ def engine_with_running_task(tmp_path: Path, settings) -> Iterator[dict]:
                 runs = store.list_runs()
                 return bool(runs) and any(t.state == "RUNNING" for t in store.list_tasks(runs[0].id))
 
-            assert _wait_for(lambda: pid_file.exists() and task_running(), timeout=60), \
+            assert wait_for(lambda: pid_file.exists() and task_running(), timeout=60), \
                 engine.stderr.read().decode() if engine.poll() is not None else "the task never started"
             (run,) = store.list_runs()
         finally:
             store.close()
         task_pid = int(pid_file.read_text())
-        assert not _gone(task_pid)
+        assert not process_gone(task_pid)
         yield {"engine": engine, "run_id": run.id, "task_pid": task_pid}
     finally:
         if engine.poll() is None:
             engine.kill()
         engine.wait()
         engine.stderr.close()
-        if task_pid is not None and not _gone(task_pid):
+        if task_pid is not None and not process_gone(task_pid):
             os.kill(task_pid, signal.SIGKILL)
 
 
@@ -107,7 +87,7 @@ def crashed_run(engine_with_running_task) -> dict:
 
 
 def test_task_processes_die_when_the_engine_is_killed(crashed_run) -> None:
-    assert _wait_for(lambda: _gone(crashed_run["task_pid"]), timeout=5), "the task outlived its engine"
+    assert wait_for(lambda: process_gone(crashed_run["task_pid"]), timeout=5), "the task outlived its engine"
 
 
 def test_run_of_a_dead_engine_shows_running_until_orphans_are_failed(crashed_run, settings) -> None:
@@ -167,7 +147,7 @@ def test_sigterm_to_the_engine_cancels_the_run_and_stops_its_tasks(engine_with_r
     engine.send_signal(signal.SIGTERM)
 
     engine.wait(timeout=20)
-    assert _wait_for(lambda: _gone(engine_with_running_task["task_pid"]), timeout=5)
+    assert wait_for(lambda: process_gone(engine_with_running_task["task_pid"]), timeout=5)
     store = open_store(settings.resolved_database_url)
     try:
         run = store.get_run(engine_with_running_task["run_id"])

@@ -1,14 +1,13 @@
 """Engine behaviour: parameters of every KFP type, defaults, NamedTuple and OutputPath outputs."""
 
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from kfp import dsl
 
+from helpers import tasks
+
 IMAGE = "python:3.11"
 
-
-def tasks(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["path"]: task for task in result["tasks"]}
 
 
 # ----------------------------------------------------------------------------------------- ints

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowdeck.runtime import LocalRuntime, Workload, WorkloadHandle
+from helpers import process_gone, wait_for
 
 PROBE_MODULE = '''
 import os
@@ -52,26 +53,6 @@ class Exits:
             return self.codes[handle.id]
 
 
-def _gone(pid: int) -> bool:
-    """True when `pid` no longer runs (a zombie nobody reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        return True
-
-
-def _wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
@@ -180,7 +161,7 @@ def test_logs_show_output_while_the_workload_runs(runtime: LocalRuntime, tmp_pat
     exits = Exits()
     handle = runtime.start(_workload(tmp_path, "live", ["sh", "-c", "echo first line; exec sleep 30"]), exits)
     try:
-        assert _wait_for(lambda: "first line" in runtime.logs(handle))
+        assert wait_for(lambda: "first line" in runtime.logs(handle))
         assert runtime.status(handle) == "running"
         assert handle.pid is not None
     finally:
@@ -265,14 +246,14 @@ def test_stop_kills_the_whole_process_group(runtime: LocalRuntime, tmp_path: Pat
     pid_file = tmp_path / "grandchild.pid"
     script = f'sleep 30 & echo $! > {pid_file}; wait'
     handle = runtime.start(_workload(tmp_path, "tree", ["sh", "-c", script]), exits)
-    assert _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
     grandchild = int(pid_file.read_text())
-    assert not _gone(grandchild)
+    assert not process_gone(grandchild)
 
     runtime.stop(handle, grace_seconds=2)
 
     assert exits.wait(handle) == -signal.SIGTERM
-    assert _wait_for(lambda: _gone(grandchild), timeout=5), "the grandchild survived stop()"
+    assert wait_for(lambda: process_gone(grandchild), timeout=5), "the grandchild survived stop()"
     assert runtime.status(handle) == "failed"
 
 
@@ -281,7 +262,7 @@ def test_stop_escalates_to_sigkill_after_the_grace_period(runtime: LocalRuntime,
     ready = tmp_path / "ready"
     handle = runtime.start(_workload(tmp_path, "stubborn", ["sh", "-c", f'trap "" TERM; touch {ready}; sleep 30']),
                            exits)
-    assert _wait_for(ready.exists)
+    assert wait_for(ready.exists)
 
     started = time.monotonic()
     runtime.stop(handle, grace_seconds=0.5)
@@ -305,12 +286,12 @@ def test_close_kills_running_workloads(tmp_path: Path) -> None:
     exits = Exits()
     pid_file = tmp_path / "sleeper.pid"
     handle = rt.start(_workload(tmp_path, "sleeper", ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 30"]), exits)
-    assert _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
     pid = int(pid_file.read_text())
 
     rt.close()
 
-    assert _wait_for(lambda: _gone(pid), timeout=5), "the workload survived close()"
+    assert wait_for(lambda: process_gone(pid), timeout=5), "the workload survived close()"
     assert exits.wait(handle, timeout=5) < 0
 
 
@@ -322,7 +303,7 @@ def _parent_pid(pid: int) -> int:
 def test_workloads_of_a_dead_fork_server_are_reported_lost(runtime: LocalRuntime, tmp_path: Path) -> None:
     exits = Exits()
     handle = runtime.start(_workload(tmp_path, "orphan", ["sleep", "30"]), exits)
-    assert _wait_for(lambda: handle.pid is not None)
+    assert wait_for(lambda: handle.pid is not None)
     server_pid = _parent_pid(handle.pid)
 
     os.kill(server_pid, signal.SIGKILL)
@@ -335,7 +316,7 @@ def test_workloads_of_a_dead_fork_server_are_reported_lost(runtime: LocalRuntime
 def test_a_new_fork_server_starts_after_the_old_one_died(runtime: LocalRuntime, tmp_path: Path) -> None:
     exits = Exits()
     first = runtime.start(_workload(tmp_path, "first", ["sleep", "30"]), exits)
-    assert _wait_for(lambda: first.pid is not None)
+    assert wait_for(lambda: first.pid is not None)
     os.kill(_parent_pid(first.pid), signal.SIGKILL)
     assert exits.wait(first) < 0
     os.killpg(first.pid, signal.SIGKILL)

@@ -40,10 +40,11 @@ def parse_parameters(_ctx: click.Context, _param: click.Parameter, values: tuple
 @click.command(short_help="Run a pipeline on this machine.")
 @click.argument("pipeline", metavar="PIPELINE")
 @click.option("-p", "--param", "arguments", multiple=True, metavar="NAME=VALUE", callback=parse_parameters,
-              help="A pipeline parameter (repeatable). VALUE is read as JSON when it parses (3, 0.5, true, "
-                   "[1,2], {\"k\":1}), else as a string; it is then converted to the declared type. "
+              help="A pipeline parameter (repeatable), converted to its declared type: JSON for numbers, "
+                   "booleans, lists and structs (3, 0.5, true, [1,2], {\"k\":1}); verbatim for strings. "
                    "An artifact input takes a local path or a URI.")
-@click.option("--no-cache", is_flag=True, help="Run every task, even when a cached result exists.")
+@click.option("--no-cache", is_flag=True,
+              help="Run every task, even when a cached result exists (and record nothing in the cache).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as one JSON document on stdout (progress and warnings go to stderr).")
 def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool) -> int:

@@ -713,6 +713,9 @@ class Engine:
                 return
         else:
             error = f"exited with code {code}" if code > 0 else f"killed by signal {-code}"
+            last_line = _last_log_line(node.handle.workload.log_path if node.handle else None)
+            if last_line:
+                error = f"{error}: {last_line}"
         if self._schedule_retry(node):
             self.listener.message(f"{node.path} failed ({error}); retrying (attempt {node.attempts + 1})")
             return
@@ -775,6 +778,23 @@ class Engine:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def _last_log_line(path: str | None, limit: int = 300) -> str | None:
+    """The last non-empty line a task wrote (for a Python component: the exception), to explain a failure."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 8192))
+            lines = log.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()[:limit]
+    return None
 
 
 def _safe_path(path: str) -> str:

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,10 +42,12 @@ def python_for(packages: list[str], pip_options: list[str], cache_dir: Path,
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ready_marker.exists():
             return str(python)
-        if announce:
-            announce(f"installing {' '.join(packages)} into a cached environment (first use only)")
-        shutil.rmtree(directory, ignore_errors=True)
         log_path = cache_dir / f"{directory.name}.log"
+        if announce:
+            announce(f"installing {' '.join(packages)} into a cached environment (first use only; "
+                     f"pip's output: {log_path})")
+        started = time.monotonic()
+        shutil.rmtree(directory, ignore_errors=True)
         with open(log_path, "w") as log:
             steps = [
                 [sys.executable, "-m", "venv", "--system-site-packages", str(directory)],
@@ -58,4 +61,6 @@ def python_for(packages: list[str], pip_options: list[str], cache_dir: Path,
                 if code != 0:
                     raise VenvError(f"installing {' '.join(packages)} failed (exit {code}); see {log_path}")
         ready_marker.write_text(json.dumps({"packages": packages, "options": pip_options}))
+        if announce:
+            announce(f"installed {' '.join(packages)} in {time.monotonic() - started:.1f} s")
     return str(python)
