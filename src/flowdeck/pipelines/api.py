@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from flowdeck.artifacts import ArtifactStore
 from flowdeck.config import Settings, get_settings
 from flowdeck.pipelines.engine import Engine, Listener, RunOptions
 from flowdeck.pipelines.errors import PipelineError
@@ -46,6 +47,9 @@ def run_pipeline(
     settings = settings or get_settings()
     if settings.runtime != "local":
         raise PipelineError(f"runtime {settings.runtime!r} cannot run pipelines yet; use FLOWDECK_RUNTIME=local")
+    if ArtifactStore(settings.resolved_artifact_root).local_path(settings.resolved_artifact_root) is None:
+        raise PipelineError(f"artifact root {settings.resolved_artifact_root}: the local runtime writes artifacts to "
+                            "a local directory; set FLOWDECK_ARTIFACT_ROOT to a path")
     runtime = LocalRuntime(preload=(EXECUTOR_MODULE, WARM_EXECUTOR_MODULE), log_dir=str(settings.logs_dir))
     runtime.warm_up()  # its imports overlap with loading the pipeline and opening the store
     try:

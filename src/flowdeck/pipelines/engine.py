@@ -678,6 +678,7 @@ class Engine:
             component=component, container=container, python_component=python_component, python=python,
             parameters=node.parameters_in, artifacts=node.artifacts_in, task_dir=node.task_dir,
             pipeline_values={**self.pipeline_values, "pipeline_task_name": node.name, "pipeline_task_uuid": node.id},
+            staging_dir=os.path.join(self.options.artifact_root, ".staged"),
         )
         log_path = self.options.logs_dir / self.options.run_id / f"{_safe_path(node.path)}.{node.attempts}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)

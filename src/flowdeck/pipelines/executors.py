@@ -8,6 +8,7 @@ files after a successful exit, the way the KFP launcher does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -67,6 +68,33 @@ def executor_input(component: dict[str, Any], parameters: dict[str, Any],
     }
 
 
+def stage_inputs(artifacts: dict[str, list[dict[str, Any]]], staging_dir: str) -> dict[str, list[dict[str, Any]]]:
+    """Input artifacts with remote URIs (s3://, gs://, any fsspec URI) downloaded to local copies.
+
+    The KFP launcher downloads every input artifact before the executor runs; locally there is no
+    /gcs or /s3 mount for kfp's `Artifact.path`, so the executor gets the local copy's path as URI.
+    Copies are kept by URI in `staging_dir` and reused by later tasks.
+    """
+    store = ArtifactStore(staging_dir)
+    staged: dict[str, list[dict[str, Any]]] = {}
+    for name, items in artifacts.items():
+        staged[name] = []
+        for artifact in items:
+            uri = artifact.get("uri") or ""
+            if not uri or store.local_path(uri) is not None:
+                staged[name].append(artifact)
+                continue
+            digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+            target = os.path.join(staging_dir, digest, uri.rstrip("/").rsplit("/", 1)[-1] or "artifact")
+            if not os.path.exists(target):
+                try:
+                    store.get(uri, target)
+                except Exception as exc:  # noqa: BLE001 - any fsspec/backend error: the task cannot run
+                    raise TaskFailure(f"cannot download input artifact {name!r} from {uri}: {exc}") from None
+            staged[name].append({**artifact, "uri": target})
+    return staged
+
+
 def clear_outputs(component: dict[str, Any], task_dir: str) -> None:
     """Remove what an earlier attempt wrote, so a retry cannot pass off stale outputs as its own."""
     outputs = component.get("outputDefinitions") or {}
@@ -80,11 +108,11 @@ def clear_outputs(component: dict[str, Any], task_dir: str) -> None:
 
 def prepare(*, component: dict[str, Any], container: dict[str, Any], python_component: PythonComponent | None,
             python: str, parameters: dict[str, Any], artifacts: dict[str, list[dict[str, Any]]], task_dir: str,
-            pipeline_values: dict[str, str]) -> Prepared:
+            pipeline_values: dict[str, str], staging_dir: str) -> Prepared:
     """The command and environment that run one attempt of a container task in `task_dir`."""
     os.makedirs(task_dir, exist_ok=True)
     clear_outputs(component, task_dir)
-    document = executor_input(component, parameters, artifacts, task_dir)
+    document = executor_input(component, parameters, stage_inputs(artifacts, staging_dir), task_dir)
     context = PlaceholderContext(executor_input=document, pipeline_values=pipeline_values)
     document["inputs"]["parameterValues"] = resolve_parameter_values(document["inputs"]["parameterValues"], context)
     env = {"_KFP_RUNTIME": "true", "PYTHONUNBUFFERED": "1"}
