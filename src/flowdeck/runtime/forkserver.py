@@ -12,6 +12,8 @@ Protocol: newline-delimited JSON. Requests on stdin:
 Replies on the original stdout (moved to a private fd at start):
   {"op": "ready"} once the preloaded modules are imported, then
   {"op": "started", "id", "pid"} | {"op": "exited", "id", "code"} | {"op": "error", "id", "message"}
+A module child writes its own "exited" just before it exits, so the same id may be reported twice:
+the first report counts.
 When stdin closes (the engine went away) every child's process group is killed and the server exits.
 """
 
@@ -116,8 +118,8 @@ class ForkServer:
             os.dup2(devnull, 0)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
-            for fd in (devnull, log_fd, self.reply_fd, self.wake_r, self.wake_w):
-                os.close(fd)
+            for fd in (devnull, log_fd, self.wake_r, self.wake_w):
+                os.close(fd)  # reply_fd stays for a module child's own exit report; exec closes it (CLOEXEC)
             if request.get("cwd"):
                 os.chdir(request["cwd"])
             os.environ.update(request["env"])
@@ -140,6 +142,10 @@ class ForkServer:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
+                # Report the exit now rather than after teardown, SIGCHLD and reaping: a few ms per task.
+                # The server's own report follows when it reaps the child, and is ignored as a duplicate.
+                report = {"op": "exited", "id": request["id"], "code": code}
+                os.write(self.reply_fd, (json.dumps(report) + "\n").encode())
             finally:
                 os._exit(code)
 
