@@ -1,6 +1,6 @@
 """Engine behaviour: parameters of every KFP type, defaults, NamedTuple and OutputPath outputs."""
 
-from typing import NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 from kfp import dsl
 
@@ -316,3 +316,28 @@ def test_output_path_file_that_does_not_parse_fails_the_task(run) -> None:
     task = tasks(result)["write-bad-int"]
     assert task["state"] == "FAILED"
     assert "not a number" in task["error"]
+
+
+@dsl.component(base_image=IMAGE)
+def double(x: int) -> int:
+    return 2 * x
+
+
+@dsl.component(base_image=IMAGE)
+def describe_all(values: List[int], named: Dict[str, int]) -> str:
+    assert all(isinstance(v, int) for v in values), values
+    return f"{sum(values)}:{sorted(named.items())}"
+
+
+@dsl.pipeline
+def list_of_outputs() -> str:
+    a = double(x=1)
+    b = double(x=2)
+    return describe_all(values=[a.output, b.output, 10], named={"a": a.output, "b": b.output}).output
+
+
+def test_lists_and_dicts_of_upstream_outputs_keep_the_outputs_types(run) -> None:
+    result = run(list_of_outputs)
+
+    assert result["state"] == "SUCCEEDED", result["error"]
+    assert result["outputs"]["Output"] == "16:[('a', 2), ('b', 4)]"

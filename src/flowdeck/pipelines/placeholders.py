@@ -139,9 +139,31 @@ def _expand_structure(node: Any, context: PlaceholderContext) -> list[str]:
     raise TaskFailure(f"unsupported structured placeholder {json.dumps(node)[:80]}")
 
 
+_INPUT_PARAMETER = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
+
+
 def resolve_parameter_values(parameters: dict[str, Any], context: PlaceholderContext) -> dict[str, Any]:
-    """Resolve placeholders inside string parameter values (f-strings of upstream outputs)."""
+    """Resolve placeholders inside parameter values.
+
+    A string value is an f-string of upstream outputs: it becomes text. Inside a list or struct
+    constant (`[a.output, b.output]`), an element that is exactly one input placeholder becomes that
+    input's value with its own type, so a list of int outputs stays a list of ints.
+    """
     return {
-        name: resolve_string(value, context) if isinstance(value, str) else value
+        name: resolve_string(value, context) if isinstance(value, str) else _resolve_nested(value, context)
         for name, value in parameters.items()
     }
+
+
+def _resolve_nested(value: Any, context: PlaceholderContext) -> Any:
+    if isinstance(value, list):
+        return [_resolve_nested(item, context) for item in value]
+    if isinstance(value, dict):
+        return {key: _resolve_nested(item, context) for key, item in value.items()}
+    if isinstance(value, str):
+        match = _INPUT_PARAMETER.match(value)
+        values = context.executor_input.get("inputs", {}).get("parameterValues", {})
+        if match and match.group(1) in values:
+            return values[match.group(1)]
+        return resolve_string(value, context)
+    return value
