@@ -271,3 +271,36 @@ def test_f_string_of_a_pipeline_parameter_and_an_upstream_output(run) -> None:
 
     assert result["state"] == "SUCCEEDED", result["error"]
     assert result["outputs"]["Output"] == "hello Ada, 3"
+
+
+@dsl.component(base_image=IMAGE)
+def fails_once(marker: str) -> str:
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return "second attempt"
+
+
+@dsl.pipeline
+def fragile(marker: str) -> str:
+    return fails_once(marker=marker).output
+
+
+@dsl.pipeline
+def retried_sub_pipeline(marker: str) -> str:
+    sub = fragile(marker=marker)
+    sub.set_retry(num_retries=1, backoff_duration="0s")
+    return sub.output
+
+
+def test_set_retry_on_a_nested_pipeline_reruns_the_whole_sub_pipeline(run, tmp_path) -> None:
+    result = run(retried_sub_pipeline, {"marker": str(tmp_path / "marker")})
+
+    assert result["state"] == "SUCCEEDED", result["error"]
+    assert result["outputs"] == {"Output": "second attempt"}
+    sub = next(t for t in result["tasks"] if t["path"] == "fragile")
+    assert (sub["state"], sub["attempts"]) == ("SUCCEEDED", 2)
+    inner = [t["state"] for t in result["tasks"] if t["path"] == "fragile/fails-once"]
+    assert inner == ["FAILED", "SUCCEEDED"]

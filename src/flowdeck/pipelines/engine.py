@@ -87,7 +87,7 @@ class Engine:
         self.ready: deque[Node] = deque()
         self.launch_queue: deque[Node] = deque()
         self.running: dict[str, Node] = {}
-        self.timers: list[tuple[float, int, Node]] = []
+        self.timers: list[tuple[float, int, Node]] = []  # (due, tie-breaker, node to retry)
         self._timer_seq = 0
         self.root: Scope | None = None
         self.done = False
@@ -272,7 +272,11 @@ class Engine:
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
             _, _, node = heapq.heappop(self.timers)
-            if not node.finished:
+            if node.finished or self.canceled:
+                continue
+            if node.kind == "dag":
+                self._open_dag(node)
+            else:
                 self.launch_queue.append(node)
 
     # ------------------------------------------------------------------------------------ scopes
@@ -319,7 +323,11 @@ class Engine:
             self._iteration_done(owner, scope)
             return
         if scope.failed:
-            self._finish(owner, "FAILED", error=scope.error or "a task inside failed")
+            error = scope.error or "a task inside failed"
+            if not self.canceled and self._schedule_retry(owner):  # set_retry on a pipeline used as a component
+                self.listener.message(f"{owner.path} failed ({error}); retrying (attempt {owner.attempts + 1})")
+                return
+            self._finish(owner, "FAILED", error=error)
             return
         owner.parameters_out, owner.artifacts_out = self._scope_outputs(scope)
         self._finish(owner, "SUCCEEDED")
@@ -384,15 +392,22 @@ class Engine:
         if node.kind == "loop":
             self._start_loop(node)
         elif node.kind == "dag":
-            parameters = inputs.with_defaults(component, dict(node.parameters_in))
-            child = Scope(component=component, owner=node, path=node.path, parameters=parameters,
-                          artifacts=dict(node.artifacts_in))
-            node.iteration_results[0] = child
-            self._open_scope(child)
+            self._open_dag(node)
         elif node.kind == "importer":
             self._run_importer(node, component)
         else:
             self._prepare_executor(node, component)
+
+    def _open_dag(self, node: Node) -> None:
+        """Run a sub-pipeline (or control-flow group) task: one more attempt of its DAG."""
+        component = self.pipeline.component(node.component_name)
+        node.attempts += 1
+        self.batch.update_task(node.id, attempts=node.attempts)
+        parameters = inputs.with_defaults(component, dict(node.parameters_in))
+        child = Scope(component=component, owner=node, path=node.path, parameters=parameters,
+                      artifacts=dict(node.artifacts_in))
+        node.iteration_results[0] = child
+        self._open_scope(child)
 
     def _finish(self, node: Node, state: str, error: str | None = None) -> None:
         if node.finished:
