@@ -338,3 +338,32 @@ def test_runtime_can_start_again_after_close(tmp_path: Path) -> None:
         assert exits.wait(second) == 4
     finally:
         rt.close()
+
+
+def test_preloaded_module_ends_like_an_interpreter_threads_and_atexit(tmp_path: Path) -> None:
+    module_dir = tmp_path / "mods"
+    module_dir.mkdir()
+    (module_dir / "lingering.py").write_text(
+        "import atexit, sys, threading, time\n"
+        "def late(out):\n"
+        "    time.sleep(0.3)\n"
+        "    open(out + '.thread', 'w').write('done')\n"
+        "if __name__ == '__main__':\n"
+        "    threading.Thread(target=late, args=(sys.argv[1],)).start()\n"
+        "    atexit.register(lambda: open(sys.argv[1] + '.atexit', 'w').write('done'))\n"
+    )
+    runtime = LocalRuntime(preload=("lingering",), log_dir=str(tmp_path / "logs"),
+                           base_env={**os.environ, "PYTHONPATH": str(module_dir)})
+    try:
+        exits = Exits()
+        marker = tmp_path / "marker"
+        handle = runtime.start(
+            Workload(name="m", command=[sys.executable, "-m", "lingering", str(marker)], working_dir=str(tmp_path)),
+            exits,
+        )
+        assert exits.wait(handle) == 0, runtime.logs(handle)
+        # the task counts as done only after its thread finished and its atexit handler ran
+        assert (tmp_path / "marker.thread").read_text() == "done"
+        assert (tmp_path / "marker.atexit").read_text() == "done"
+    finally:
+        runtime.close()

@@ -19,6 +19,7 @@ When stdin closes (the engine went away) every child's process group is killed a
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import gc
 import importlib
@@ -29,6 +30,7 @@ import runpy
 import selectors
 import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -168,22 +170,28 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 
 def run_module(module: str, argv: list[str]) -> int:
-    """Run `module` as `python -m module argv[3:]` would, returning its exit code."""
+    """Run `module` as `python -m module argv[3:]` would, returning its exit code.
+
+    Like an interpreter that reaches its end, it then waits for non-daemon threads and runs atexit
+    handlers, so work a component leaves to those still happens before the task counts as done.
+    """
     sys.argv = [module, *argv[3:]]
     sys.path[0:0] = [os.getcwd()]
+    code = 0
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as exit_:
-        if exit_.code is None:
-            return 0
         if isinstance(exit_.code, int):
-            return exit_.code
-        print(exit_.code, file=sys.stderr)
-        return 1
+            code = exit_.code
+        elif exit_.code is not None:
+            print(exit_.code, file=sys.stderr)
+            code = 1
     except BaseException:  # noqa: BLE001 - report like the interpreter would
         traceback.print_exc()
-        return 1
-    return 0
+        code = 1
+    threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads, as Py_Finalize does
+    atexit._run_exitfuncs()
+    return code
 
 
 def main() -> None:
