@@ -29,12 +29,13 @@ from flowdeck.pipelines import executors, inputs
 from flowdeck.pipelines.components import PythonComponent, parse_python_component, satisfied_here
 from flowdeck.pipelines.errors import TaskFailure
 from flowdeck.pipelines.importer import REMOTE_SCHEMES, imported_artifact
-from flowdeck.pipelines.model import BLOCKING, Node, Scope, new_id
+from flowdeck.pipelines.model import BLOCKING, Node, Scope
+from flowdeck.pipelines.recorder import RunRecorder
 from flowdeck.pipelines.spec import Pipeline
 from flowdeck.pipelines.values import evaluate_condition, normalize
 from flowdeck.pipelines.venvs import VenvError, python_for
 from flowdeck.runtime import Runtime, Workload, WorkloadHandle
-from flowdeck.store import Batch, Store
+from flowdeck.store import Store
 
 logger = logging.getLogger("flowdeck")
 INTERRUPTED = "canceled by the user (Ctrl-C)"
@@ -83,7 +84,7 @@ class Engine:
         self.options = options
         self.listener = listener or Listener()
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.batch = Batch()
+        self.record = RunRecorder(store, options.run_id, pipeline.name)
         self.ready: deque[Node] = deque()
         self.launch_queue: deque[Node] = deque()
         self.running: dict[str, Node] = {}
@@ -120,7 +121,7 @@ class Engine:
         parameters = inputs.with_defaults(root_component, dict(self.arguments))
         self.root = Scope(component=root_component, owner=None, path="", parameters=parameters,
                           artifacts=dict(self.root_artifacts))
-        self.batch.run_update.update(state="RUNNING", started_at=datetime.now(timezone.utc))
+        self.record.run_changed(state="RUNNING", started_at=datetime.now(timezone.utc))
         previous_handlers = self._catch_signals()
         try:
             self._open_scope(self.root)
@@ -147,7 +148,7 @@ class Engine:
         except KeyboardInterrupt:
             self.cancel(INTERRUPTED)
         finally:
-            self._flush()
+            self.record.flush()
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
         if self.canceled:
@@ -222,7 +223,7 @@ class Engine:
             if not scope_node.finished:
                 self._set_state(scope_node, "CANCELED", error=reason)
         self.done = True
-        self.batch.run_update.update(error=reason)
+        self.record.run_changed(error=reason)
 
     def _all_nodes(self) -> list[Node]:
         result: list[Node] = []
@@ -261,12 +262,7 @@ class Engine:
                 node = self.launch_queue.popleft()
                 if not node.finished:
                     self._run_executor(node)
-        self._flush()
-
-    def _flush(self) -> None:
-        if self.batch:
-            self.store.commit(self.options.run_id, self.batch)
-            self.batch = Batch()
+        self.record.flush()
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
@@ -295,12 +291,7 @@ class Engine:
             path = f"{scope.path}/{name}" if scope.path else name
             node = Node(name=name, spec=spec, scope=scope, path=path, kind=kind)
             scope.nodes[name] = node
-            self.batch.new_tasks.append({
-                "id": node.id, "run_id": self.options.run_id,
-                "parent_id": scope.owner.id if scope.owner else None, "name": name,
-                "display_name": node.display_name, "path": path, "kind": kind, "state": "PENDING",
-                "cached": False, "attempts": 0, "inputs": {}, "outputs": {},
-            })
+            self.record.task_created(node, scope.owner)
         for node in scope.nodes.values():
             upstream = [scope.nodes[d] for d in node.spec.get("dependentTasks") or [] if d in scope.nodes]
             node.waiting = len(upstream)
@@ -387,7 +378,7 @@ class Engine:
             return
         if node.kind != "container":  # a container task is RUNNING once it has a slot (see _run_executor)
             self._set_state(node, "RUNNING")
-        self.batch.update_task(node.id, inputs=self._inputs_record(node))
+        self.record.task_inputs(node)
         component = self.pipeline.component(node.component_name)
         if node.kind == "loop":
             self._start_loop(node)
@@ -402,7 +393,7 @@ class Engine:
         """Run a sub-pipeline (or control-flow group) task: one more attempt of its DAG."""
         component = self.pipeline.component(node.component_name)
         node.attempts += 1
-        self.batch.update_task(node.id, attempts=node.attempts)
+        self.record.task_changed(node, attempts=node.attempts)
         parameters = inputs.with_defaults(component, dict(node.parameters_in))
         child = Scope(component=component, owner=node, path=node.path, parameters=parameters,
                       artifacts=dict(node.artifacts_in))
@@ -413,13 +404,7 @@ class Engine:
         if node.finished:
             return
         self._set_state(node, state, error=error)
-        values: dict[str, Any] = {"finished_at": datetime.now(timezone.utc), "cached": node.cached}
-        if node.parameters_out or node.artifacts_out:
-            values["outputs"] = {
-                "parameters": node.parameters_out,
-                "artifacts": {k: [executors.public(a) for a in v] for k, v in node.artifacts_out.items()},
-            }
-        self.batch.update_task(node.id, **values)
+        self.record.task_finished(node)
         scope = node.scope
         if state == "FAILED":
             if not scope.failed:
@@ -441,14 +426,7 @@ class Engine:
         node.state = state
         if error:
             node.error = error
-        values: dict[str, Any] = {"state": state}
-        if error:
-            values["error"] = error
-        if state == "RUNNING":
-            values["started_at"] = datetime.now(timezone.utc)
-        elif state == "CANCELED":
-            values["finished_at"] = datetime.now(timezone.utc)
-        self.batch.update_task(node.id, **values)
+        self.record.task_state(node, error)
         self.listener.task_changed(node)
 
     # ------------------------------------------------------------------------------------ inputs
@@ -469,12 +447,6 @@ class Engine:
             "pipelineJobResourceName": self.resource_name,
             "pipelineTaskName": producer.name if producer else "",
             "error": {"code": 0 if not error else 2, "message": error or ""},
-        }
-
-    def _inputs_record(self, node: Node) -> dict[str, Any]:
-        return {
-            "parameters": _jsonable(node.parameters_in),
-            "artifacts": {k: [executors.public(a) for a in v] for k, v in node.artifacts_in.items()},
         }
 
     # ------------------------------------------------------------------------------------- loops
@@ -499,7 +471,7 @@ class Engine:
         else:
             iterator = spec["artifactIterator"]
             node.items = list(node.artifacts_in.get(iterator["items"]["inputArtifact"]) or [])
-        self.batch.update_task(node.id, inputs={**self._inputs_record(node), "iterations": len(node.items)})
+        self.record.task_inputs(node, iterations=len(node.items))
         if not node.items:
             self._loop_outputs(node)
             self._finish(node, "SUCCEEDED")
@@ -575,7 +547,7 @@ class Engine:
             return
         if not artifact["uri"].startswith(REMOTE_SCHEMES) and not os.path.exists(artifact["uri"]):
             self._warn(f"importer {node.path}: {artifact['uri']} does not exist on this machine")
-        node.artifacts_out = {"artifact": [self._register_artifact(node, "artifact", artifact)]}
+        node.artifacts_out = {"artifact": [self.record.artifact_output(node, "artifact", artifact)]}
         self._finish(node, "SUCCEEDED")
 
     # --------------------------------------------------------------------------------- executors
@@ -609,20 +581,16 @@ class Engine:
             component_name=node.component_name, component=component, container=container,
             parameters=node.parameters_in, artifacts=node.artifacts_in, cache_key=options.get("cacheKey"),
         )
-        self.batch.update_task(node.id, fingerprint=node.fingerprint)
+        self.record.task_changed(node, fingerprint=node.fingerprint)
         if not (self.options.enable_caching and options.get("enableCache")):
             return False
-        self._flush()
-        entry = self.store.cache_lookup(node.fingerprint, self.pipeline.name)
-        if entry is None or not cache_keys.artifacts_present(entry):
+        entry = self.record.cache_lookup(node.fingerprint)
+        if entry is None:
             return False
         node.cached = True
         node.parameters_out = entry.get("parameters") or {}
         node.artifacts_out = entry.get("artifacts") or {}
-        for key, artifacts in node.artifacts_out.items():
-            for position, artifact in enumerate(artifacts):
-                self._event(node, artifact, "OUTPUT", key, position)
-        self._record_input_events(node)
+        self.record.lineage(node, reused_outputs=True)
         self._finish(node, "SUCCEEDED")
         return True
 
@@ -671,11 +639,7 @@ class Engine:
         except TaskFailure as exc:
             self._finish(node, "FAILED", error=str(exc))
             return
-        self.batch.update_task(node.id, attempts=node.attempts)
-        self.batch.new_attempts.append({
-            "task_id": node.id, "number": node.attempts, "state": "RUNNING", "log_path": workload.log_path,
-            "started_at": datetime.now(timezone.utc),
-        })
+        self.record.attempt_started(node, workload.log_path)
         node.handle = self.runtime.start(workload, self._on_exit)
         self.running[node.handle.id] = node
 
@@ -704,10 +668,7 @@ class Engine:
         )
 
     def _executor_exited(self, node: Node, code: int) -> None:
-        ended = datetime.now(timezone.utc)
-        attempt_state = "SUCCEEDED" if code == 0 else "FAILED"
-        self.batch.attempt_updates.append((node.id, node.attempts, {
-            "state": attempt_state, "exit_code": code, "finished_at": ended}))
+        self.record.attempt_ended(node, code)
         if self.canceled:
             return
         if code == 0:
@@ -716,15 +677,10 @@ class Engine:
             except TaskFailure as exc:
                 code, error = 1, str(exc)
             else:
-                self._record_input_events(node)
+                self.record.lineage(node)
                 options = node.spec.get("cachingOptions") or {}
                 if self.options.enable_caching and options.get("enableCache") and node.fingerprint:
-                    self.batch.cache_entries.append({
-                        "fingerprint": node.fingerprint, "pipeline_name": self.pipeline.name,
-                        "task_id": node.id,
-                        "outputs": {"parameters": node.parameters_out, "artifacts": node.artifacts_out,
-                                    "files": cache_keys.written_files(node.artifacts_out)},
-                    })
+                    self.record.cache_result(node)
                 self._finish(node, "SUCCEEDED")
                 return
         else:
@@ -755,33 +711,11 @@ class Engine:
         parameters, artifacts = executors.collect(component, node.task_dir, self.options.artifact_root)
         node.parameters_out = parameters
         node.artifacts_out = {
-            name: [self._register_artifact(node, name, record, position) for position, record in enumerate(records)]
+            name: [self.record.artifact_output(node, name, record, position) for position, record in enumerate(records)]
             for name, records in artifacts.items()
         }
 
-    # ------------------------------------------------------------------------------ bookkeeping
-    def _register_artifact(self, node: Node, key: str, artifact: dict[str, Any], position: int = 0) -> dict[str, Any]:
-        artifact = dict(artifact)
-        artifact["_id"] = new_id()
-        self.batch.new_artifacts.append({
-            "id": artifact["_id"], "run_id": self.options.run_id, "name": artifact["name"],
-            "uri": artifact["uri"], "schema_title": artifact["type"]["schemaTitle"],
-            "schema_version": artifact["type"].get("schemaVersion", "0.0.1"),
-            "metadata": artifact.get("metadata") or {},
-        })
-        self._event(node, artifact, "OUTPUT", key, position)
-        return artifact
-
-    def _record_input_events(self, node: Node) -> None:
-        for key, artifacts in node.artifacts_in.items():
-            for position, artifact in enumerate(artifacts):
-                self._event(node, artifact, "INPUT", key, position)
-
-    def _event(self, node: Node, artifact: dict[str, Any], kind: str, key: str, position: int) -> None:
-        if artifact.get("_id"):
-            self.batch.new_events.append({"task_id": node.id, "artifact_id": artifact["_id"], "type": kind,
-                                          "key": key, "position": position})
-
+    # ------------------------------------------------------------------------------- messages
     def _warn(self, text: str) -> None:
         if text not in self.warned:
             self.warned.add(text)
