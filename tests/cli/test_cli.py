@@ -404,3 +404,27 @@ def test_every_command_has_help_and_help_is_light(command: list[str]) -> None:
     assert result.stdout.splitlines()[-1] == "EXIT 0 HEAVY []"
     assert result.stdout.startswith(f"Usage: flowdeck {' '.join(command)}".rstrip())
     assert "Examples:" in result.stdout or command in (["runs", "list"], ["runs", "get"])
+
+
+def test_logs_of_a_cached_task_are_those_of_the_execution_it_reused(home: Path, tmp_path: Path) -> None:
+    pipeline = tmp_path / "chatty.py"
+    pipeline.write_text(
+        "from kfp import dsl\n"
+        "@dsl.component(base_image='python:3.11')\n"
+        "def chatty() -> str:\n"
+        "    print('chatty says hello')\n"
+        "    return 'x'\n"
+        "@dsl.pipeline\n"
+        "def p() -> str:\n"
+        "    return chatty().output\n"
+    )
+    first = json.loads(flowdeck_cli(home, "run", str(pipeline), "--json").stdout)
+    second = json.loads(flowdeck_cli(home, "run", str(pipeline), "--json").stdout)
+    (task,) = second["tasks"]
+    assert task["cached"] and task["cached_from"]["run_id"] == first["run_id"]
+
+    logs = flowdeck_cli(home, "logs", second["run_id"][:8], "chatty")
+
+    assert logs.returncode == 0, logs.stderr
+    assert "chatty says hello" in logs.stdout
+    assert f"run {first['run_id'][:8]}" in logs.stderr

@@ -39,10 +39,16 @@ def logs(run_ref: str, task_ref: str | None) -> int:
         run = find_run(store, run_ref)
         tasks = list(store.list_tasks(run.id))
         selected = tasks if task_ref is None else _match(tasks, task_ref, run.id)
-        attempts = store.list_attempts([t.id for t in selected]) if selected else []
+        # a cached task shows the logs of the execution whose results it reused
+        sources = {t.id: (t.outputs or {}).get("cached_from", {}).get("task_id") for t in selected if t.cached}
+        wanted = [t.id for t in selected] + [s for s in sources.values() if s]
+        attempts = store.list_attempts(wanted) if selected else []
     by_task: dict[str, list[AttemptRow]] = {}
     for attempt in attempts:
         by_task.setdefault(attempt.task_id, []).append(attempt)
+    for task_id, source in sources.items():
+        if source in by_task:
+            by_task[task_id] = by_task[source]
     if task_ref is None:
         selected = [t for t in selected if t.id in by_task]
         if not selected:
@@ -56,7 +62,11 @@ def logs(run_ref: str, task_ref: str | None) -> int:
     missing = False
     for task, attempt in logs_found:
         if headers:
-            _write(f"==> {task.path} (attempt {attempt.number}, {attempt.state}) <==\n")
+            _write(f"==> {task.path} (attempt {attempt.number}, {attempt.state}{_origin(task)}) <==\n")
+        elif task.cached:
+            source = (task.outputs or {}).get("cached_from") or {}
+            click.echo(f"flowdeck: {task.path} was served from the cache: these are the logs of "
+                       f"{source.get('path', task.path)} in run {str(source.get('run_id', '?'))[:8]}", err=True)
         missing |= not _print_log(attempt.log_path)
         if headers:
             _write("\n")
@@ -76,6 +86,12 @@ def _match(tasks: Sequence[TaskRow], ref: str, run_id: str) -> list[TaskRow]:
     names = sorted({t.name for t in tasks})
     shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
     raise CLIError(f"no task {ref!r} in run {run_id[:8]} (tasks: {shown or 'none'})")
+
+
+def _origin(task: TaskRow) -> str:
+    """`, cached: run 1a2b3c4d` for a task whose results (and logs) come from an earlier execution."""
+    source = (task.outputs or {}).get("cached_from") or {}
+    return f", cached: run {source['run_id'][:8]}" if task.cached and source.get("run_id") else ""
 
 
 def _why_no_logs(task: TaskRow) -> str:

@@ -165,7 +165,8 @@ def describe_run(store: Store, run_id: str) -> dict[str, Any]:
         "outputs": run.outputs or {},
         "tasks": [
             {"name": t.name, "display_name": t.display_name, "path": t.path, "kind": t.kind, "state": t.state,
-             "cached": t.cached, "attempts": t.attempts, "error": t.error,
+             "cached": t.cached, "cached_from": (t.outputs or {}).get("cached_from"),
+             "attempts": t.attempts, "error": t.error,
              "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at)}
             for t in tasks
         ],

@@ -588,6 +588,7 @@ class Engine:
         if entry is None:
             return False
         node.cached = True
+        node.cached_from = entry.get("source")
         node.parameters_out = entry.get("parameters") or {}
         node.artifacts_out = entry.get("artifacts") or {}
         self.record.lineage(node, reused_outputs=True)

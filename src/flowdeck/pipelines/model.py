@@ -56,6 +56,7 @@ class Node:
     artifacts_out: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     attempts: int = 0
     cached: bool = False
+    cached_from: dict[str, str] | None = None
     error: str | None = None
     handle: Any = None
     fingerprint: str | None = None

@@ -61,11 +61,13 @@ class RunRecorder:
 
     def task_finished(self, node: Node) -> None:
         values: dict[str, Any] = {"finished_at": _now(), "cached": node.cached}
-        if node.parameters_out or node.artifacts_out:
+        if node.parameters_out or node.artifacts_out or node.cached_from:
             values["outputs"] = {
                 "parameters": node.parameters_out,
                 "artifacts": {k: [public(a) for a in v] for k, v in node.artifacts_out.items()},
             }
+            if node.cached_from:
+                values["outputs"]["cached_from"] = node.cached_from  # the execution whose results were reused
         self.batch.update_task(node.id, **values)
 
     def task_inputs(self, node: Node, **extra: Any) -> None:
@@ -127,5 +129,6 @@ class RunRecorder:
         self.batch.cache_entries.append({
             "fingerprint": node.fingerprint, "pipeline_name": self.pipeline_name, "task_id": node.id,
             "outputs": {"parameters": node.parameters_out, "artifacts": node.artifacts_out,
-                        "files": cache_keys.written_files(node.artifacts_out)},
+                        "files": cache_keys.written_files(node.artifacts_out),
+                        "source": {"run_id": self.run_id, "task_id": node.id, "path": node.path}},
         })
