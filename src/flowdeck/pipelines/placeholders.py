@@ -21,7 +21,8 @@ _IO = re.compile(
     r"^\.(inputs|outputs)\.(parameters|artifacts)\['([^']+)'\]"
     r"(?:\.(path|uri|metadata|output_file|value)(?:\['([^']+)'\])?)?$"
 )
-_JSON_ESCAPE = re.compile(r"^\.json_escape\[(\d+)\]$")
+#: `{{$.inputs.parameters['x'].json_escape[N]}}`: the value escaped N times for use inside a JSON string.
+_JSON_ESCAPE = re.compile(r"^(.*)\.json_escape\[(\d+)\]$")
 
 
 @dataclass
@@ -67,10 +68,14 @@ def _lookup(path: str | None, context: PlaceholderContext) -> str:
     key = path[1:]
     if key in context.pipeline_values:
         return context.pipeline_values[key]
+    escaped = _JSON_ESCAPE.match(path)
+    if escaped:
+        value = _lookup(escaped.group(1) or None, context)
+        for _ in range(int(escaped.group(2))):
+            value = json.dumps(value)[1:-1]
+        return value
     match = _IO.match(path)
     if match is None:
-        if _JSON_ESCAPE.match(path):
-            return json.dumps(context.executor_input)
         raise TaskFailure(f"unsupported placeholder {{{{${path}}}}}")
     side, kind, name, attribute, subkey = match.groups()
     if side == "outputs" and kind == "parameters":
