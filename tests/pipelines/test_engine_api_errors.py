@@ -121,6 +121,25 @@ def test_yaml_with_an_unknown_component_reference_is_rejected(run, no_run_create
     assert "comp-missing" in message
 
 
+@dsl.pipeline
+def two_steps(text: str) -> str:
+    first = repeat(text=text, times=1)
+    return repeat(text=first.output, times=2).output
+
+
+def test_yaml_with_a_dependency_cycle_is_rejected(run, no_run_created, tmp_path: Path) -> None:
+    path = tmp_path / "cycle.yaml"
+    compiler.Compiler().compile(two_steps, str(path))
+    spec = yaml.safe_load(path.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    tasks["repeat"]["dependentTasks"] = ["repeat-2"]  # repeat-2 already depends on repeat
+    path.write_text(yaml.safe_dump(spec))
+
+    message = _error(run, str(path), {"text": "a"})
+
+    assert "cycle" in message and "repeat -> repeat-2 -> repeat" in message
+
+
 def test_python_file_without_a_pipeline_is_rejected(run, no_run_created, tmp_path: Path) -> None:
     path = tmp_path / "empty.py"
     path.write_text("x = 1\n")

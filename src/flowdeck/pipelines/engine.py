@@ -127,6 +127,8 @@ class Engine:
             self._open_scope(self.root)
             self._pump()
             while not self.done:
+                if not (self.running or self.timers or self.events.qsize()):
+                    raise RuntimeError("the run cannot make progress: no task is running, ready or waiting")
                 timeout = None
                 if self.timers:
                     timeout = max(0.0, self.timers[0][0] - time.monotonic())

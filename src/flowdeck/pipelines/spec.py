@@ -133,6 +133,9 @@ def validate_spec(spec: Any, source: str) -> None:
                 for dep in task.get("dependentTasks") or []:
                     if dep not in tasks:
                         fail(f"{where}.dag.tasks.{task_name}.dependentTasks: unknown task {dep!r}")
+            cycle = _cycle(tasks)
+            if cycle:
+                fail(f"{where}.dag.tasks: dependency cycle {' -> '.join(cycle)}")
         elif "executorLabel" in component:
             label = component["executorLabel"]
             if label not in executors:
@@ -145,6 +148,33 @@ def validate_spec(spec: Any, source: str) -> None:
         if not isinstance(component, dict):
             fail(f"components.{name} must be a mapping")
         check_component(f"components.{name}", component)
+
+
+def _cycle(tasks: dict[str, Any]) -> list[str] | None:
+    """A dependency cycle among `tasks` (as a path that returns to its start), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for dep in (tasks[name] or {}).get("dependentTasks") or []:
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep in tasks and dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in tasks:
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
 
 
 def compile_function(func: Any, label: str) -> Pipeline:
