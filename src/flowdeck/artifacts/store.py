@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -259,25 +259,21 @@ def _copy_local(src: str, dst: str) -> None:
 
 
 def _copy_file(src: str, dst: str) -> None:
-    """Copy one file so that readers never see a half-written `dst` (write aside, then rename)."""
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(dst)}.{uuid.uuid4().hex}.tmp")
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Copy one file so that readers never see a half-written `dst`."""
+    _write_aside(dst, lambda tmp: shutil.copy2(src, tmp))
 
 
 def _download(fs: AbstractFileSystem, path: str, dst: str) -> None:
+    _write_aside(dst, lambda tmp: fs.get_file(path, tmp))
+
+
+def _write_aside(dst: str, write: Callable[[str], object]) -> None:
+    """Let `write` fill a temporary file beside `dst`, then rename it into place (or remove it on failure)."""
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{os.path.basename(dst)}.{uuid.uuid4().hex}.tmp")
     try:
-        fs.get_file(path, tmp)
+        write(tmp)
         os.replace(tmp, dst)
     except BaseException:
         if os.path.exists(tmp):
