@@ -58,6 +58,9 @@ class ProgressListener(Listener):
 
     def run_started(self, run_id: str) -> None:
         self.run_id = run_id
+        if self.live:  # on a terminal, above the progress line: where to look while a long run goes on
+            self.console.print(Text(f"flowdeck: run {run_id[:8]} started (logs so far: flowdeck logs {run_id[:8]})",
+                                   style="dim"))
 
     def task_changed(self, node: Node) -> None:
         if node.kind not in _WORK:
