@@ -505,7 +505,7 @@ class Engine:
                 artifacts[item_input] = [node.items[index]]
             parameters = inputs.with_defaults(component, parameters)
             child = Scope(component=component, owner=node, path=f"{node.path}[{index}]",
-                          parameters=parameters, artifacts=artifacts, iteration=index)
+                          parameters=parameters, artifacts=artifacts)
             node.iteration_results[index] = child
             self._open_scope(child)
             if node.finished:

@@ -27,7 +27,6 @@ class Scope:
     path: str
     parameters: dict[str, Any]
     artifacts: dict[str, list[dict[str, Any]]]
-    iteration: int | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
     unfinished: int = 0
     failed: bool = False

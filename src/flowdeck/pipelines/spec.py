@@ -8,7 +8,6 @@ names a defined component, every executor label resolves, the root is a DAG. Mis
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import tempfile
 import warnings
@@ -241,7 +240,3 @@ def from_python_file(path: Path, function_name: str | None) -> Pipeline:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
