@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     artifact_root: str | None = None
     runtime: Literal["local", "kubernetes"] = "local"
-    max_parallel_tasks: int = Field(default_factory=lambda: max(4, 4 * (os.cpu_count() or 1)))
+    max_parallel_tasks: int = Field(default_factory=lambda: max(4, 4 * (os.cpu_count() or 1)), ge=1)
 
     @property
     def resolved_database_url(self) -> str:

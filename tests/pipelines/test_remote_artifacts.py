@@ -43,7 +43,7 @@ def test_an_input_that_cannot_be_downloaded_fails_the_task_naming_the_uri(run) -
     assert result["state"] == "FAILED"
     reader = next(t for t in result["tasks"] if t["name"] == "read-text")
     assert "memory://flowdeck-test-bucket/missing.txt" in reader["error"]
-    assert reader["attempts"] == 0
+    assert reader["attempts"] == 1  # the attempt failed before its process could start
 
 
 def test_a_remote_artifact_root_is_refused_before_any_run(tmp_path: Path) -> None:

@@ -6,6 +6,6 @@ through a path that only exists on one machine, so the same run can move to Kube
 `file://` URI into the plain path that KFP's executor expects.
 """
 
-from flowdeck.artifacts.store import ArtifactStore, resolve_uri
+from flowdeck.artifacts.store import ArtifactStore, is_local, resolve_uri
 
-__all__ = ["ArtifactStore", "resolve_uri"]
+__all__ = ["ArtifactStore", "is_local", "resolve_uri"]

@@ -55,6 +55,11 @@ def resolve_uri(uri: str) -> str:
     return path
 
 
+def is_local(uri: str) -> bool:
+    """True for plain paths and `file://`/`local://` URIs: things this machine reads without fsspec."""
+    return _protocol(uri) in (None, *_LOCAL_PROTOCOLS)
+
+
 def _local_path(uri: str) -> str | None:
     if _protocol(uri) not in (None, *_LOCAL_PROTOCOLS):
         return None

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flowdeck.artifacts import ArtifactStore
+from flowdeck.artifacts import is_local
 from flowdeck.config import Settings, get_settings
 from flowdeck.pipelines.engine import Engine, Listener, RunOptions
 from flowdeck.pipelines.errors import PipelineError
@@ -26,7 +26,6 @@ from flowdeck.store.store import as_utc
 
 #: Imported by the fork server after kfp's executor: runs one trivial component so tasks fork warm.
 WARM_EXECUTOR_MODULE = "flowdeck.pipelines.warm_executor"
-_REMOTE = ("gs://", "s3://", "minio://", "oci://", "http://", "https://")
 
 
 def run_pipeline(
@@ -47,7 +46,7 @@ def run_pipeline(
     settings = settings or get_settings()
     if settings.runtime != "local":
         raise PipelineError(f"runtime {settings.runtime!r} cannot run pipelines yet; use FLOWDECK_RUNTIME=local")
-    if ArtifactStore(settings.resolved_artifact_root).local_path(settings.resolved_artifact_root) is None:
+    if not is_local(settings.resolved_artifact_root):
         raise PipelineError(f"artifact root {settings.resolved_artifact_root}: the local runtime writes artifacts to "
                             "a local directory; set FLOWDECK_ARTIFACT_ROOT to a path")
     runtime = LocalRuntime(preload=(EXECUTOR_MODULE, WARM_EXECUTOR_MODULE), log_dir=str(settings.logs_dir))
@@ -78,7 +77,7 @@ def prepare_arguments(pipeline: Pipeline, arguments: dict[str, Any]) -> tuple[di
         if not isinstance(value, str) or not value:
             raise PipelineError(f"artifact input {name!r} takes a path or URI")
         uri = value.removeprefix("file://")
-        if not uri.startswith(_REMOTE):
+        if is_local(uri):
             if not os.path.exists(uri):
                 raise PipelineError(f"artifact input {name!r}: {uri}: no such file")
             uri = os.path.abspath(uri)

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-_REMOTE = ("gs://", "s3://", "minio://", "oci://", "http://", "https://", "memory://")
+from flowdeck.artifacts import is_local
 
 
 def fingerprint(*, component_name: str, component: dict[str, Any], container: dict[str, Any],
@@ -40,7 +40,7 @@ def written_files(artifacts: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The local artifact URIs that exist now (Metrics artifacts, say, may have no file at all)."""
     return [
         artifact["uri"] for items in artifacts.values() for artifact in items
-        if not artifact.get("uri", "").startswith(_REMOTE) and os.path.exists(artifact.get("uri", ""))
+        if is_local(artifact.get("uri", "")) and os.path.exists(artifact.get("uri", ""))
     ]
 
 

@@ -24,11 +24,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from flowdeck.artifacts import is_local
 from flowdeck.pipelines import cache as cache_keys
 from flowdeck.pipelines import executors, inputs
 from flowdeck.pipelines.components import PythonComponent, parse_python_component, satisfied_here
 from flowdeck.pipelines.errors import TaskFailure
-from flowdeck.pipelines.importer import REMOTE_SCHEMES, imported_artifact
+from flowdeck.pipelines.importer import imported_artifact
 from flowdeck.pipelines.model import BLOCKING, Node, Scope
 from flowdeck.pipelines.recorder import RunRecorder
 from flowdeck.pipelines.spec import Pipeline
@@ -149,6 +150,10 @@ class Engine:
                 self._pump()
         except KeyboardInterrupt:
             self.cancel(INTERRUPTED)
+        except Exception as exc:
+            # an engine bug: stop the run's processes and record every unfinished task as FAILED, then re-raise
+            self._stop_all(f"engine error: {type(exc).__name__}: {exc}", "FAILED")
+            raise
         finally:
             self.record.flush()
             for signum, handler in previous_handlers.items():
@@ -201,8 +206,13 @@ class Engine:
             return
         self.canceled = True
         self.cancel_reason = reason
+        self._stop_all(reason, "CANCELED")
+        self.record.run_changed(error=reason)
+
+    def _stop_all(self, reason: str, state: str) -> None:
+        """Stop every running workload and end every unfinished task in `state`."""
         for key in [k for k in self.running if k.startswith("venv:")]:
-            self._set_state(self.running.pop(key), "CANCELED", error=reason)
+            self._set_state(self.running.pop(key), state, error=reason)
         stoppers = [
             threading.Thread(target=self.runtime.stop, args=(node.handle,), kwargs={"grace_seconds": 3.0})
             for node in self.running.values() if node.handle is not None
@@ -220,12 +230,12 @@ class Engine:
             if kind == "exit":
                 node = self.running.pop(payload[0].id, None)
                 if node is not None:
-                    self._set_state(node, "CANCELED", error=reason)
+                    self.record.attempt_ended(node, payload[1])
+                    self._set_state(node, state, error=reason)
         for scope_node in self._all_nodes():
             if not scope_node.finished:
-                self._set_state(scope_node, "CANCELED", error=reason)
+                self._set_state(scope_node, state, error=reason)
         self.done = True
-        self.record.run_changed(error=reason)
 
     def _all_nodes(self) -> list[Node]:
         result: list[Node] = []
@@ -250,8 +260,11 @@ class Engine:
             self.cancel(INTERRUPTED if payload == "SIGINT" else f"canceled: the engine received {payload}")
         elif kind == "venv-ready":
             node, python, error = payload
+            self.running.pop(f"venv:{node.id}", None)
             if error:
-                self._finish(node, "FAILED", error=error)
+                node.attempts += 1
+                self.record.task_changed(node, attempts=node.attempts)
+                self._attempt_failed(node, error)
             else:
                 self._launch(node, python)
 
@@ -547,7 +560,7 @@ class Engine:
         except TaskFailure as exc:
             self._finish(node, "FAILED", error=str(exc))
             return
-        if not artifact["uri"].startswith(REMOTE_SCHEMES) and not os.path.exists(artifact["uri"]):
+        if is_local(artifact["uri"]) and not os.path.exists(artifact["uri"]):
             self._warn(f"importer {node.path}: {artifact['uri']} does not exist on this machine")
         node.artifacts_out = {"artifact": [self.record.artifact_output(node, "artifact", artifact)]}
         self._finish(node, "SUCCEEDED")
@@ -639,11 +652,17 @@ class Engine:
         assert node.task_dir is not None
         try:
             workload = self._workload(node, component, container, python)
-        except TaskFailure as exc:
-            self._finish(node, "FAILED", error=str(exc))
+        except TaskFailure as exc:  # the attempt failed before its process could start
+            self.record.task_changed(node, attempts=node.attempts)
+            self._attempt_failed(node, str(exc))
             return
         self.record.attempt_started(node, workload.log_path)
-        node.handle = self.runtime.start(workload, self._on_exit)
+        try:
+            node.handle = self.runtime.start(workload, self._on_exit)
+        except RuntimeError as exc:  # the runtime itself is unavailable (e.g. the fork server cannot start)
+            self.record.attempt_ended(node, -1)
+            self._attempt_failed(node, f"could not start: {exc}")
+            return
         self.running[node.handle.id] = node
 
     def _on_exit(self, handle: WorkloadHandle, code: int) -> None:
@@ -660,7 +679,9 @@ class Engine:
             component=component, container=container, python_component=python_component, python=python,
             parameters=node.parameters_in, artifacts=node.artifacts_in, task_dir=node.task_dir,
             pipeline_values={**self.pipeline_values, "pipeline_task_name": node.name, "pipeline_task_uuid": node.id},
-            staging_dir=os.path.join(self.options.artifact_root, ".staged"),
+            staging_dir=os.path.join(node.task_dir, ".flowdeck", "inputs"),
+            templates={name for name, spec in ((node.spec.get("inputs") or {}).get("parameters") or {}).items()
+                       if "runtimeValue" in spec},
         )
         log_path = self.options.logs_dir / self.options.run_id / f"{_safe_path(node.path)}.{node.attempts}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -691,7 +712,11 @@ class Engine:
             last_line = _last_log_line(node.handle.workload.log_path if node.handle else None)
             if last_line:
                 error = f"{error}: {last_line}"
-        if self._schedule_retry(node):
+        self._attempt_failed(node, error)
+
+    def _attempt_failed(self, node: Node, error: str) -> None:
+        """Retry the task if its policy allows, else fail it."""
+        if not self.canceled and self._schedule_retry(node):
             self.listener.message(f"{node.path} failed ({error}); retrying (attempt {node.attempts + 1})")
             return
         self._finish(node, "FAILED", error=error)

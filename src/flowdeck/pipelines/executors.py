@@ -8,14 +8,13 @@ files after a successful exit, the way the KFP launcher does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from flowdeck.artifacts import ArtifactStore
+from flowdeck.artifacts import ArtifactStore, is_local
 from flowdeck.pipelines.components import PythonComponent
 from flowdeck.pipelines.errors import TaskFailure
 from flowdeck.pipelines.placeholders import (
@@ -71,26 +70,25 @@ def executor_input(component: dict[str, Any], parameters: dict[str, Any],
 def stage_inputs(artifacts: dict[str, list[dict[str, Any]]], staging_dir: str) -> dict[str, list[dict[str, Any]]]:
     """Input artifacts with remote URIs (s3://, gs://, any fsspec URI) downloaded to local copies.
 
-    The KFP launcher downloads every input artifact before the executor runs; locally there is no
-    /gcs or /s3 mount for kfp's `Artifact.path`, so the executor gets the local copy's path as URI.
-    Copies are kept by URI in `staging_dir` and reused by later tasks.
+    The KFP launcher downloads every input artifact before each attempt; locally there is no /gcs or
+    /s3 mount for kfp's `Artifact.path`, so the executor gets the local copy's path as its URI. Copies
+    live in the attempt's own `staging_dir`, fetched afresh each time, so they are never stale.
     """
     store = ArtifactStore(staging_dir)
     staged: dict[str, list[dict[str, Any]]] = {}
     for name, items in artifacts.items():
         staged[name] = []
-        for artifact in items:
+        for position, artifact in enumerate(items):
             uri = artifact.get("uri") or ""
-            if not uri or store.local_path(uri) is not None:
+            if not uri or is_local(uri):
                 staged[name].append(artifact)
                 continue
-            digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
-            target = os.path.join(staging_dir, digest, uri.rstrip("/").rsplit("/", 1)[-1] or "artifact")
-            if not os.path.exists(target):
-                try:
-                    store.get(uri, target)
-                except Exception as exc:  # noqa: BLE001 - any fsspec/backend error: the task cannot run
-                    raise TaskFailure(f"cannot download input artifact {name!r} from {uri}: {exc}") from None
+            target = os.path.join(staging_dir, name, str(position), uri.rstrip("/").rsplit("/", 1)[-1] or "artifact")
+            shutil.rmtree(os.path.dirname(target), ignore_errors=True)
+            try:
+                store.get(uri, target)
+            except Exception as exc:  # noqa: BLE001 - any fsspec/backend error: the attempt cannot run
+                raise TaskFailure(f"cannot download input artifact {name!r} from {uri}: {exc}") from None
             staged[name].append({**artifact, "uri": target})
     return staged
 
@@ -108,13 +106,17 @@ def clear_outputs(component: dict[str, Any], task_dir: str) -> None:
 
 def prepare(*, component: dict[str, Any], container: dict[str, Any], python_component: PythonComponent | None,
             python: str, parameters: dict[str, Any], artifacts: dict[str, list[dict[str, Any]]], task_dir: str,
-            pipeline_values: dict[str, str], staging_dir: str) -> Prepared:
-    """The command and environment that run one attempt of a container task in `task_dir`."""
+            pipeline_values: dict[str, str], staging_dir: str, templates: set[str]) -> Prepared:
+    """The command and environment that run one attempt of a container task in `task_dir`.
+
+    `templates` names the parameters whose values are compiler constants that may hold placeholders.
+    """
     os.makedirs(task_dir, exist_ok=True)
     clear_outputs(component, task_dir)
     document = executor_input(component, parameters, stage_inputs(artifacts, staging_dir), task_dir)
     context = PlaceholderContext(executor_input=document, pipeline_values=pipeline_values)
-    document["inputs"]["parameterValues"] = resolve_parameter_values(document["inputs"]["parameterValues"], context)
+    document["inputs"]["parameterValues"] = resolve_parameter_values(
+        document["inputs"]["parameterValues"], context, templates)
     env = {"_KFP_RUNTIME": "true", "PYTHONUNBUFFERED": "1"}
     for item in container.get("env") or []:
         env[item["name"]] = resolve_string(str(item.get("value", "")), context)
@@ -160,8 +162,11 @@ def collect(component: dict[str, Any], task_dir: str, artifact_root: str
         else:
             path = os.path.join(task_dir, name)
             if os.path.isfile(path):
-                with open(path) as handle:
-                    parameters[name] = parse_output_text(handle.read(), kind)
+                try:
+                    with open(path, encoding="utf-8") as handle:
+                        parameters[name] = parse_output_text(handle.read(), kind)
+                except (ValueError, TaskFailure) as exc:  # UnicodeDecodeError is a ValueError
+                    raise TaskFailure(f"output parameter {name!r}: {exc}") from None
     reported = written.get("artifacts") or {}
     artifacts: dict[str, list[dict[str, Any]]] = {}
     for name, definition in (outputs.get("artifacts") or {}).items():

@@ -13,8 +13,6 @@ from flowdeck.pipelines.errors import TaskFailure
 from flowdeck.pipelines.executors import artifact_type
 from flowdeck.pipelines.placeholders import PlaceholderContext, resolve_string
 
-REMOTE_SCHEMES = ("gs://", "s3://", "minio://", "oci://", "http://", "https://")
-
 
 def imported_artifact(spec: dict[str, Any], parameters: dict[str, Any],
                       pipeline_values: dict[str, str]) -> dict[str, Any]:

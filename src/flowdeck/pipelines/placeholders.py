@@ -147,17 +147,20 @@ def _expand_structure(node: Any, context: PlaceholderContext) -> list[str]:
 _INPUT_PARAMETER = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
 
 
-def resolve_parameter_values(parameters: dict[str, Any], context: PlaceholderContext) -> dict[str, Any]:
-    """Resolve placeholders inside parameter values.
+def resolve_parameter_values(parameters: dict[str, Any], context: PlaceholderContext,
+                             templates: set[str]) -> dict[str, Any]:
+    """Resolve placeholders inside the parameter values named in `templates` (the compiler's constants).
 
-    A string value is an f-string of upstream outputs: it becomes text. Inside a list or struct
+    A string constant is an f-string of upstream outputs: it becomes text. Inside a list or struct
     constant (`[a.output, b.output]`), an element that is exactly one input placeholder becomes that
-    input's value with its own type, so a list of int outputs stays a list of ints.
+    input's value with its own type, so a list of int outputs stays a list of ints. Values that came
+    from users or upstream tasks are data, never templates, and stay as they are.
     """
-    return {
-        name: resolve_string(value, context) if isinstance(value, str) else _resolve_nested(value, context)
-        for name, value in parameters.items()
-    }
+    resolved = dict(parameters)
+    for name in templates & parameters.keys():
+        value = parameters[name]
+        resolved[name] = resolve_string(value, context) if isinstance(value, str) else _resolve_nested(value, context)
+    return resolved
 
 
 def _resolve_nested(value: Any, context: PlaceholderContext) -> Any:

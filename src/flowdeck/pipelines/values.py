@@ -126,11 +126,11 @@ def parse_output_text(text: str, parameter_type: str) -> Any:
         lowered = text.strip().lower()
         if lowered in ("true", "false"):
             return lowered == "true"
+    expected = TYPE_NAMES.get(parameter_type, parameter_type)
     try:
-        value = json.loads(text)
+        return coerce(json.loads(text), parameter_type, "output")
     except ValueError:
-        raise TaskFailure(f"output file holds {text[:60]!r}, not a {TYPE_NAMES.get(parameter_type)}") from None
-    return coerce(value, parameter_type, "output")
+        raise TaskFailure(f"the output file holds {text[:60]!r}, not a {expected}") from None
 
 
 def coerce_arguments(arguments: dict[str, Any], input_definitions: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,21 @@ class VenvError(RuntimeError):
 
 def venv_key(packages: list[str], pip_options: list[str]) -> str:
     payload = json.dumps({"packages": sorted(packages), "options": pip_options,
-                          "python": sys.version.split()[0]})
+                          "python": sys.version.split()[0], "prefix": sys.prefix})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _inherit_site_packages(directory: Path) -> None:
+    """Let the new venv see flowdeck's own site-packages (kfp among them), after its own packages.
+
+    `--system-site-packages` only reaches the base interpreter's; when flowdeck itself runs in a venv,
+    kfp lives in that venv, so its site directories are added through a `.pth` file.
+    """
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = directory / "lib" / version / "site-packages"
+    parents = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    lines = [f"import site; site.addsitedir({path!r})" for path in parents]
+    (site_packages / "_flowdeck_parent.pth").write_text("\n".join(lines) + "\n")
 
 
 def python_for(packages: list[str], pip_options: list[str], cache_dir: Path,
@@ -53,13 +67,15 @@ def python_for(packages: list[str], pip_options: list[str], cache_dir: Path,
                 [sys.executable, "-m", "venv", "--system-site-packages", str(directory)],
                 [str(python), "-m", "pip", "install", "--disable-pip-version-check", *pip_options, *packages],
             ]
-            for step in steps:
+            for number, step in enumerate(steps):
                 log.write("$ " + " ".join(step) + "\n")
                 log.flush()
                 code = subprocess.call(step, stdout=log, stderr=subprocess.STDOUT,
                                        env={**os.environ, "PIP_NO_INPUT": "1"})
                 if code != 0:
                     raise VenvError(f"installing {' '.join(packages)} failed (exit {code}); see {log_path}")
+                if number == 0:
+                    _inherit_site_packages(directory)
         ready_marker.write_text(json.dumps({"packages": packages, "options": pip_options}))
         if announce:
             announce(f"installed {' '.join(packages)} in {time.monotonic() - started:.1f} s")

@@ -90,6 +90,12 @@ class ForkServer:
                 return
             request_id = self.children.pop(pid, None)
             if request_id is not None:
+                # Like a container, a workload ends with its main process: whatever it left running in its
+                # process group (a background `cmd &`, an orphaned subprocess) is stopped too.
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
                 self.reply({"op": "exited", "id": request_id, "code": os.waitstatus_to_exitcode(status)})
 
     def handle(self, request: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ class LocalRuntime(Runtime):
         self._handles: dict[str, WorkloadHandle] = {}
         self._callbacks: dict[str, ExitCallback | None] = {}
         self._stop_requested: set[str] = set()
+        self._owners: dict[str, subprocess.Popen[bytes]] = {}  # handle id -> the fork server running it
         self._server: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
@@ -85,13 +86,17 @@ class LocalRuntime(Runtime):
                 self._on_exited(message["id"], message["code"])
             elif op == "error":
                 self._on_exited(message["id"], 127, message["message"])
-        # EOF: the server died; every workload still running is lost.
-        self._server_error = f"the fork server exited (code {server.wait()})"
-        self._ready.set()
+        # EOF: the server died; every workload it was running is lost. A newer server may already have
+        # replaced it: only this server's own state and workloads are touched.
+        error = f"the fork server exited (code {server.wait()})"
         with self._lock:
-            lost = [h.id for h in self._handles.values() if h.exit_code is None]
+            current = server is self._server
+            lost = [h for h, owner in self._owners.items() if owner is server]
+        if current:
+            self._server_error = error
+            self._ready.set()
         for handle_id in lost:
-            self._on_exited(handle_id, -signal.SIGKILL, self._server_error)
+            self._on_exited(handle_id, -signal.SIGKILL, error)
 
     def _on_started(self, handle_id: str, pid: int) -> None:
         with self._lock:
@@ -107,6 +112,7 @@ class LocalRuntime(Runtime):
         with self._lock:
             handle = self._handles.pop(handle_id, None)
             callback = self._callbacks.pop(handle_id, None)
+            self._owners.pop(handle_id, None)
             self._stop_requested.discard(handle_id)
         if handle is None:
             return
@@ -139,6 +145,7 @@ class LocalRuntime(Runtime):
         with self._lock:
             self._handles[handle.id] = handle
             self._callbacks[handle.id] = on_exit
+            self._owners[handle.id] = server
         assert server.stdin is not None
         try:
             server.stdin.write((json.dumps(request) + "\n").encode())
