@@ -74,6 +74,8 @@ def stage_inputs(artifacts: dict[str, list[dict[str, Any]]], staging_dir: str) -
     /s3 mount for kfp's `Artifact.path`, so the executor gets the local copy's path as its URI. Copies
     live in the attempt's own `staging_dir`, fetched afresh each time, so they are never stale.
     """
+    if all(is_local(a.get("uri") or "") for items in artifacts.values() for a in items):
+        return artifacts  # the common case: nothing to download
     store = ArtifactStore(staging_dir)
     staged: dict[str, list[dict[str, Any]]] = {}
     for name, items in artifacts.items():
