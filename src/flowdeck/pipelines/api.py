@@ -16,7 +16,7 @@ from flowdeck.artifacts import is_local
 from flowdeck.config import Settings, get_settings
 from flowdeck.pipelines.engine import Engine, Listener, RunOptions
 from flowdeck.pipelines.errors import PipelineError
-from flowdeck.pipelines.executors import EXECUTOR_MODULE
+from flowdeck.pipelines.executors import EXECUTOR_MODULE, artifact_type
 from flowdeck.pipelines.model import new_id
 from flowdeck.pipelines.spec import Pipeline, load_pipeline
 from flowdeck.pipelines.values import coerce_arguments
@@ -81,12 +81,8 @@ def prepare_arguments(pipeline: Pipeline, arguments: dict[str, Any]) -> tuple[di
             if not os.path.exists(uri):
                 raise PipelineError(f"artifact input {name!r}: {uri}: no such file")
             uri = os.path.abspath(uri)
-        schema = artifact_definitions[name].get("artifactType") or {}
-        artifacts[name] = [{
-            "name": name, "uri": uri, "metadata": {},
-            "type": {"schemaTitle": schema.get("schemaTitle", "system.Artifact"),
-                     "schemaVersion": schema.get("schemaVersion", "0.0.1")},
-        }]
+        artifacts[name] = [{"name": name, "uri": uri, "metadata": {},
+                            "type": artifact_type(artifact_definitions[name])}]
     typed = coerce_arguments(parameters, definitions)
     missing = [
         name for name, definition in artifact_definitions.items()
