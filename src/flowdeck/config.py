@@ -16,6 +16,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
 class Settings(BaseSettings):
     """Where flowdeck keeps its state and how it runs workloads."""
 
@@ -26,6 +31,16 @@ class Settings(BaseSettings):
     artifact_root: str | None = None
     runtime: Literal["local", "kubernetes"] = "local"
     max_parallel_tasks: int = Field(default_factory=lambda: max(4, 4 * (os.cpu_count() or 1)), ge=1)
+    #: Runs the control plane executes at once; later submissions wait in PENDING.
+    max_concurrent_runs: int = Field(default=32, ge=1)
+    #: The control plane that CLI commands talk to (`FLOWDECK_URL`).
+    url: str | None = None
+    #: Bearer token: `flowdeck up` requires it of every API call when set; the CLI sends it.
+    token: str | None = None
+
+    @property
+    def control_plane_url(self) -> str:
+        return (self.url or DEFAULT_URL).rstrip("/")
 
     @property
     def resolved_database_url(self) -> str:

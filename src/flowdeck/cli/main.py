@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "run": "flowdeck.cli.run:run",
     "runs": "flowdeck.cli.runs:runs",
     "logs": "flowdeck.cli.logs:logs",
+    "up": "flowdeck.cli.up:up",
 }
 
 

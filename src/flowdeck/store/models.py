@@ -1,7 +1,12 @@
 """Tables of the metadata store: everything a user would miss after a crash.
 
 Runs, their tasks and task attempts, artifacts and lineage events (which task read or wrote which
-artifact), and the execution cache. JSON columns hold KFP values exactly as the engine resolved them.
+artifact), and the execution cache; the KFP catalogue that the control plane serves (experiments,
+pipelines and their versions, recurring runs); and the Kubeflow-style resources (any registered kind,
+with its spec, status and events). JSON columns hold KFP values exactly as the engine resolved them.
+
+Everything a user owns carries a `namespace` (KFP's namespace, Kubeflow's profile); "" is the
+namespace of a single-user installation.
 """
 
 from __future__ import annotations
@@ -9,7 +14,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -61,6 +78,7 @@ class Base(DeclarativeBase):
 
 class RunRow(Base):
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_namespace_created_at", "namespace", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     pipeline_name: Mapped[str] = mapped_column(String(256), index=True)
@@ -77,6 +95,19 @@ class RunRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # -- the KFP API's view of a run --
+    namespace: Mapped[str] = mapped_column(String(253), default="", server_default="")
+    experiment_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    storage_state: Mapped[str] = mapped_column(String(16), default="AVAILABLE", server_default="AVAILABLE")
+    pipeline_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pipeline_version_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    recurring_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    service_account: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: Who executes the run: "embedded" (a `flowdeck run` process) or "server" (the control plane,
+    #: which resumes its unfinished runs when it starts again).
+    origin: Mapped[str] = mapped_column(String(16), default="embedded", server_default="embedded")
 
 
 class TaskRow(Base):
@@ -154,4 +185,113 @@ class CacheEntryRow(Base):
     pipeline_name: Mapped[str] = mapped_column(String(256), primary_key=True)
     task_id: Mapped[str] = mapped_column(String(64))
     outputs: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+    __table_args__ = (UniqueConstraint("namespace", "display_name", name="uq_experiments_namespace_display_name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    display_name: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    storage_state: Mapped[str] = mapped_column(String(16), default="AVAILABLE")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_run_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PipelineRow(Base):
+    __tablename__ = "pipelines"
+    __table_args__ = (UniqueConstraint("namespace", "name", name="uq_pipelines_namespace_name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    name: Mapped[str] = mapped_column(String(512))
+    display_name: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class PipelineVersionRow(Base):
+    """One uploaded or created version of a pipeline; `pipeline_spec` is the IR (plus platform spec)."""
+
+    __tablename__ = "pipeline_versions"
+    __table_args__ = (UniqueConstraint("pipeline_id", "name", name="uq_pipeline_versions_pipeline_id_name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pipeline_id: Mapped[str] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    display_name: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pipeline_spec: Mapped[dict] = mapped_column(JSON)
+    platform_spec: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    code_source_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class RecurringRunRow(Base):
+    """A schedule that starts runs of a pipeline (cron or fixed interval) while the control plane runs."""
+
+    __tablename__ = "recurring_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    display_name: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    experiment_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    pipeline_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pipeline_version_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pipeline_spec: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    platform_spec: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    runtime_config: Mapped[dict] = mapped_column(JSON, default=dict)
+    service_account: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    max_concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    #: KFP's Trigger message: {"cron_schedule": {...}} or {"periodic_schedule": {...}}.
+    trigger: Mapped[dict] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    no_catchup: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The schedule time of the last run started (the scheduler's bookmark; survives restarts).
+    last_scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ResourceRow(Base):
+    """A Kubeflow-style object of any registered kind (PyTorchJob, InferenceService, ...)."""
+
+    __tablename__ = "resources"
+    __table_args__ = (UniqueConstraint("kind", "namespace", "name", name="uq_resources_kind_namespace_name"),)
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_version: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(128))
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    name: Mapped[str] = mapped_column(String(253))
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict] = mapped_column(JSON, default=dict)
+    spec: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: Bumped when the spec changes (as Kubernetes does); controllers compare it to observedGeneration.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    #: Bumped on every write; a write naming an older one is refused (optimistic concurrency).
+    resource_version: Mapped[int] = mapped_column(Integer, default=1)
+    deletion_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ResourceEventRow(Base):
+    """What happened to a resource, for `flowdeck describe` (like Kubernetes Events)."""
+
+    __tablename__ = "resource_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_uid: Mapped[str] = mapped_column(ForeignKey("resources.uid", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # Normal | Warning
+    reason: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

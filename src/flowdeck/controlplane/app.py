@@ -1,0 +1,95 @@
+"""Assembles the control plane's ASGI app: routers, error handling, authentication, lifecycle.
+
+`ServerContext` is what every handler may use (settings, the store, the run controller); handlers
+reach it through the `context` dependency. Background services (the run controller, the schedule
+runner, resource controllers) start with the app and stop with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fastapi import FastAPI, Request
+
+from flowdeck import __version__
+from flowdeck.config import Settings
+from flowdeck.controlplane.auth import TokenAuthMiddleware
+from flowdeck.controlplane.errors import install_error_handlers
+from flowdeck.pipelines.controller import RunController
+from flowdeck.store import Store
+
+#: Routers of the control plane, as (module, attribute); each module owns one API surface.
+ROUTERS: tuple[tuple[str, str], ...] = (
+    ("flowdeck.controlplane.kfp", "router"),
+    ("flowdeck.controlplane.resources", "router"),
+    ("flowdeck.controlplane.pages", "router"),
+)
+
+
+class Service(Protocol):
+    """A background worker that lives as long as the server (a controller or a scheduler)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Schedules(Service, Protocol):
+    """The service that fires recurring runs; the API wakes it when a schedule changes."""
+
+    def wake(self) -> None: ...
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    store: Store
+    runs: RunController
+    #: Fires recurring runs (None until one is configured, e.g. in tests of the API alone).
+    schedules: Schedules | None = None
+    #: Started in order after the run controller, stopped in reverse order before it.
+    services: list[Service] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.runs.start()
+        for service in self.services:
+            service.start()
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.runs.stop()
+
+
+def context(request: Request) -> ServerContext:
+    """FastAPI dependency: the running server's context."""
+    return request.app.state.context
+
+
+def create_app(ctx: ServerContext) -> FastAPI:
+    """The control plane's app; starting it (lifespan) starts `ctx`'s services."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.start()
+        try:
+            yield
+        finally:
+            ctx.stop()
+
+    app = FastAPI(
+        title="flowdeck control plane",
+        version=__version__,
+        description="KFP v2beta1-compatible pipelines API, the resource API and the dashboard.",
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    install_error_handlers(app)
+    app.add_middleware(TokenAuthMiddleware, token=ctx.settings.token)
+    for module_name, attribute in ROUTERS:
+        app.include_router(getattr(importlib.import_module(module_name), attribute))
+    return app

@@ -1,0 +1,5 @@
+"""Dashboard pages (placeholder: being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Resource API (placeholder: being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,101 @@
+"""`serve`: start the whole control plane in this process and block until Ctrl-C or SIGTERM.
+
+The listening socket is bound before anything else, so a busy port fails at once with one line,
+and `--port 0` picks a free port (the printed URL names it). uvicorn owns the signals: on Ctrl-C or
+SIGTERM it stops accepting requests, and the app's lifespan stops the controllers, which suspend
+running runs so that the next start resumes them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from flowdeck.config import Settings
+from flowdeck.controlplane.app import ServerContext, create_app
+from flowdeck.pipelines.controller import RunController
+from flowdeck.store import open_store
+
+
+class ServeError(RuntimeError):
+    """The control plane cannot start (the port is taken, the database cannot be opened...)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == 98:  # EADDRINUSE
+            raise ServeError(f"port {port} on {host} is in use (is another `flowdeck up` running? "
+                             "pick another with --port)") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling us once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_ready()
+
+
+def serve(settings: Settings, host: str, port: int, announce: Callable[[str], None] = print) -> None:
+    """Run the control plane on host:port until interrupted."""
+    sock = bind(host, port)
+    url_host = f"[{host}]" if ":" in host else host
+    url = f"http://{url_host}:{sock.getsockname()[1]}"
+    try:
+        store = open_store(settings.resolved_database_url)
+    except Exception as exc:
+        sock.close()
+        raise ServeError(f"cannot open the run database: {str(exc).splitlines()[0]}") from None
+    ctx = ServerContext(settings=settings, store=store, runs=RunController(store, settings))
+    ctx.services.extend(_services(ctx))
+    app = create_app(ctx)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10,
+                            server_header=False)
+
+    def ready() -> None:
+        if not is_loopback(host) and not settings.token:
+            announce(f"warning: serving on {host} without a token: anyone who can reach this port can use "
+                     "the API (set one with --token or FLOWDECK_TOKEN)")
+        announce(f"flowdeck is up at {url}  (KFP API: {url}/apis/v2beta1, API docs: {url}/docs; "
+                 "Ctrl-C stops it)")
+        sys.stdout.flush()
+
+    try:
+        _Server(config, ready).run(sockets=[sock])
+    finally:
+        sock.close()
+        store.close()
+
+
+def _services(ctx: ServerContext) -> list:
+    """Background services besides the run controller (schedules, resource controllers)."""
+    return []
