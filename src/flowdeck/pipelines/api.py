@@ -14,14 +14,14 @@ from typing import Any
 
 from flowdeck.artifacts import is_local
 from flowdeck.config import Settings, get_settings
-from flowdeck.pipelines.engine import Engine, Listener, RunOptions
+from flowdeck.pipelines.engine import Engine, Listener, RunOptions, RunSuspended
 from flowdeck.pipelines.errors import PipelineError
 from flowdeck.pipelines.executors import EXECUTOR_MODULE, artifact_type
-from flowdeck.pipelines.model import new_id
+from flowdeck.pipelines.model import PreviousTask, new_id
 from flowdeck.pipelines.spec import Pipeline, load_pipeline
 from flowdeck.pipelines.values import coerce_arguments
 from flowdeck.runtime import LocalRuntime
-from flowdeck.store import Store, open_store
+from flowdeck.store import RunRow, Store, open_store
 from flowdeck.store.store import as_utc
 
 #: Imported by the fork server after kfp's executor: runs one trivial component so tasks fork warm.
@@ -98,35 +98,63 @@ def execute(pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str,
             runtime: LocalRuntime, settings: Settings, enable_caching: bool = True,
             listener: Listener | None = None) -> dict[str, Any]:
     """Record a run of an already validated pipeline and drive it to the end."""
+    run_id = record_run(store, pipeline, parameters, artifacts, enable_caching=enable_caching)
+    run_started = getattr(listener, "run_started", None)
+    if run_started is not None:
+        run_started(run_id)
+    engine = new_engine(store.get_run(run_id), pipeline, parameters, artifacts, store=store, runtime=runtime,
+                        settings=settings, listener=listener)
+    drive(engine, store)
+    return describe_run(store, run_id)
+
+
+def record_run(store: Store, pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str, Any], *,
+               enable_caching: bool = True, display_name: str | None = None, **fields: Any) -> str:
+    """Record a new PENDING run of `pipeline` and return its id; `fields` are further run columns."""
     run_id = new_id()
     created = datetime.now(timezone.utc)
-    display_name = f"{pipeline.name} {created:%Y-%m-%d %H-%M-%S}"
     store.create_run(
-        id=run_id, pipeline_name=pipeline.name, display_name=display_name, state="PENDING",
+        id=run_id, pipeline_name=pipeline.name,
+        display_name=display_name or f"{pipeline.name} {created:%Y-%m-%d %H-%M-%S}", state="PENDING",
         pipeline_spec=pipeline.spec, platform_spec=pipeline.platform_spec or None,
         arguments=_jsonable_arguments(parameters, artifacts), enable_caching=enable_caching,
-        created_at=created,
+        created_at=created, **fields,
     )
+    return run_id
+
+
+def new_engine(run: RunRow, pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str, Any], *,
+               store: Store, runtime: LocalRuntime, settings: Settings, listener: Listener | None = None,
+               previous: dict[str, PreviousTask] | None = None) -> Engine:
+    """An engine for the recorded `run` (`previous`: resume it, see `Engine`)."""
     options = RunOptions(
-        run_id=run_id, display_name=display_name, artifact_root=settings.resolved_artifact_root,
+        run_id=run.id, display_name=run.display_name, artifact_root=settings.resolved_artifact_root,
         logs_dir=Path(settings.logs_dir), venv_dir=Path(settings.venv_cache_dir),
-        enable_caching=enable_caching, max_parallel=settings.max_parallel_tasks,
+        enable_caching=run.enable_caching, max_parallel=settings.max_parallel_tasks,
     )
-    engine = Engine(pipeline, parameters, store, runtime, options, listener, root_artifacts=artifacts)
+    return Engine(pipeline, parameters, store, runtime, options, listener, root_artifacts=artifacts,
+                  previous=previous)
+
+
+def drive(engine: Engine, store: Store) -> str:
+    """Run `engine` to the end and record how its run ended; returns the final state.
+
+    Ctrl-C or a cancel request records CANCELED and re-raises KeyboardInterrupt; a suspended run
+    (RunSuspended) is left as it is, to be resumed; an engine error records FAILED and re-raises.
+    """
+    run_id = engine.options.run_id
     try:
-        run_started = getattr(listener, "run_started", None)
-        if run_started is not None:
-            run_started(run_id)
         state = engine.run()
     except KeyboardInterrupt as interrupt:
         _finish_run(store, run_id, "CANCELED", {}, str(interrupt) or "canceled by the user (Ctrl-C)")
         raise
+    except RunSuspended:
+        raise
     except BaseException as exc:
         _finish_run(store, run_id, "FAILED", {}, f"engine error: {type(exc).__name__}: {exc}")
         raise
-    outputs = engine.public_outputs()
-    _finish_run(store, run_id, state, outputs, engine.run_error())
-    return describe_run(store, run_id)
+    _finish_run(store, run_id, state, engine.public_outputs(), engine.run_error())
+    return state
 
 
 def _finish_run(store: Store, run_id: str, state: str, outputs: dict[str, Any], error: str | None) -> None:

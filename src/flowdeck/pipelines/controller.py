@@ -1,19 +1,37 @@
 """The pipeline run controller: executes runs submitted to the control plane.
 
 Runs created over the API are recorded PENDING with origin "server" and executed by the same engine
-as `flowdeck run`, each on a worker thread, at most `max_concurrent_runs` at once. The controller
-also terminates and retries runs, and when the control plane starts it resumes the runs a previous
-server left unfinished (killed, crashed or stopped): tasks that had succeeded are reused, never run
-again; the others run anew.
+as `flowdeck run`, each on a worker thread, at most `max_concurrent_runs` at once; the others wait
+in PENDING. The controller also terminates and retries runs, and when the control plane starts it
+resumes the runs that a previous server left unfinished (killed, crashed or stopped): tasks that had
+succeeded keep their results and never run again; the others run anew.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import os
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any
 
 from flowdeck.config import Settings
-from flowdeck.store import Store
+from flowdeck.pipelines.api import WARM_EXECUTOR_MODULE, drive, new_engine, prepare_arguments, record_run
+from flowdeck.pipelines.engine import Engine, RunSuspended
+from flowdeck.pipelines.executors import EXECUTOR_MODULE
+from flowdeck.pipelines.model import PreviousTask
+from flowdeck.pipelines.spec import load_pipeline
+from flowdeck.runtime import LocalRuntime
+from flowdeck.store import RunNotFound, Store
+from flowdeck.store.store import TERMINAL_RUN_STATES
+
+logger = logging.getLogger("flowdeck.controller")
+
+TERMINATED = "canceled: terminated through the API"
+SUSPENDED = "the control plane stopped; the run resumes when it starts again"
 
 
 class RunStateError(ValueError):
@@ -24,15 +42,39 @@ class RunController:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self.runtime: LocalRuntime | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._engines: dict[str, Engine] = {}
+        self._queued: set[str] = set()
+        self._stopping = False
 
+    # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Warm the runtime, then resume (or fail, with a reason) runs a previous server left unfinished."""
-        raise NotImplementedError
+        """Warm the runtime, then resume the runs a previous server on this host left unfinished."""
+        self.runtime = LocalRuntime(preload=(EXECUTOR_MODULE, WARM_EXECUTOR_MODULE),
+                                    log_dir=str(self.settings.logs_dir))
+        self.runtime.warm_up()
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.max_concurrent_runs, thread_name_prefix="run")
+        self.store.fail_orphaned_runs()  # embedded runs whose `flowdeck run` process died
+        for run_id in self.store.claim_orphaned_runs():
+            logger.warning("resuming run %s, left unfinished by a previous control plane", run_id)
+            self._submit(run_id, resume=True)
 
     def stop(self) -> None:
-        """Stop executing: running runs are suspended (their processes stopped) and resume on next start."""
-        raise NotImplementedError
+        """Stop executing: running runs are suspended (processes stopped) and resume on the next start."""
+        with self._lock:
+            self._stopping = True
+            engines = list(self._engines.values())
+        for engine in engines:
+            engine.request_suspend(SUSPENDED)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.runtime is not None:
+            self.runtime.close()
+        self.store.release_runs()
 
+    # -- requests ---------------------------------------------------------------------------------
     def create_run(self, *, pipeline_spec: dict[str, Any], parameters: dict[str, Any] | None = None,
                    display_name: str | None = None, namespace: str = "", experiment_id: str | None = None,
                    description: str | None = None, pipeline_id: str | None = None,
@@ -44,22 +86,140 @@ class RunController:
         kfp.Client sends for pipelines with Kubernetes settings. Raises `PipelineError` (a client
         mistake: invalid spec, unknown or mistyped parameter) before anything is recorded.
         """
-        raise NotImplementedError
+        pipeline = load_pipeline(pipeline_spec)
+        typed, artifacts = prepare_arguments(pipeline, parameters or {})
+        run_id = record_run(
+            self.store, pipeline, typed, artifacts, display_name=display_name, namespace=namespace,
+            experiment_id=experiment_id, description=description, pipeline_id=pipeline_id,
+            pipeline_version_id=pipeline_version_id, recurring_run_id=recurring_run_id,
+            scheduled_at=scheduled_at, service_account=service_account, origin="server",
+        )
+        self._submit(run_id, resume=False)
+        return run_id
 
     def terminate(self, run_id: str) -> None:
         """Cancel a run: PENDING ones end CANCELED at once, running ones once their processes stop.
 
-        Raises `RunNotFound`. Terminating a finished run changes nothing.
+        Raises `RunNotFound`. Terminating a finished run changes nothing. A run that a `flowdeck run`
+        process on this machine executes is canceled by signalling that process, as Ctrl-C would.
         """
-        raise NotImplementedError
+        run = self.store.get_run(run_id)
+        with self._lock:
+            engine = self._engines.get(run.id)
+            if engine is not None:
+                engine.request_cancel(TERMINATED)
+                return
+            if run.id in self._queued:
+                self._queued.discard(run.id)  # its worker sees CANCELED and does nothing
+                self._end(run.id, "CANCELED", TERMINATED)
+                return
+        if run.state in TERMINAL_RUN_STATES:
+            return
+        pid = run.engine_pid
+        if (run.origin == "embedded" and run.engine_host == socket.gethostname() and pid
+                and pid != os.getpid() and _signal(pid, signal.SIGTERM)):
+            return  # that engine records CANCELED itself
+        self._end(run.id, "CANCELED", TERMINATED)
 
     def retry(self, run_id: str) -> None:
         """Run a FAILED or CANCELED run again in place, reusing the tasks that succeeded.
 
         Raises `RunNotFound`, or `RunStateError` for a run in any other state.
         """
-        raise NotImplementedError
+        run = self.store.get_run(run_id)
+        if run.state not in ("FAILED", "CANCELED"):
+            raise RunStateError(f"run {run.id} is {run.state}: only FAILED or CANCELED runs can be retried")
+        with self._lock:
+            if run.id in self._engines or run.id in self._queued:
+                raise RunStateError(f"run {run.id} is still being executed")
+        self.store.update_run(run.id, state="PENDING", error=None, finished_at=None, origin="server",
+                              engine_host=socket.gethostname(), engine_pid=os.getpid())
+        self._submit(run.id, resume=True)
 
     def is_active(self, run_id: str) -> bool:
         """Whether this controller is executing (or has queued) the run."""
-        raise NotImplementedError
+        with self._lock:
+            return run_id in self._engines or run_id in self._queued
+
+    # -- execution ------------------------------------------------------------------------------
+    def _submit(self, run_id: str, *, resume: bool) -> None:
+        with self._lock:
+            if self._stopping or self._pool is None:
+                return  # stays PENDING; the next start resumes it
+            self._queued.add(run_id)
+            self._pool.submit(self._execute, run_id, resume)
+
+    def _execute(self, run_id: str, resume: bool) -> None:
+        try:
+            self._drive(run_id, resume)
+        except Exception:  # an engine bug: drive() recorded the run FAILED; keep the worker alive
+            logger.exception("run %s: engine error", run_id)
+
+    def _drive(self, run_id: str, resume: bool) -> None:
+        try:
+            run = self.store.get_run(run_id)
+        except RunNotFound:  # deleted while queued
+            with self._lock:
+                self._queued.discard(run_id)
+            return
+        assert self.runtime is not None
+        pipeline = load_pipeline({"pipeline_spec": run.pipeline_spec, "platform_spec": run.platform_spec or {}})
+        parameters, artifacts = prepare_arguments(pipeline, run.arguments or {})
+        previous = _previous_tasks(self.store, run_id) if resume else None
+        engine = new_engine(run, pipeline, parameters, artifacts, store=self.store, runtime=self.runtime,
+                            settings=self.settings, previous=previous)
+        with self._lock:
+            if run_id not in self._queued or self._stopping:  # terminated while queued, or shutting down
+                self._queued.discard(run_id)
+                return
+            self._queued.discard(run_id)
+            self._engines[run_id] = engine
+        try:
+            drive(engine, self.store)
+        except KeyboardInterrupt:
+            pass  # canceled: recorded by drive()
+        except RunSuspended:
+            return  # left RUNNING: the next start resumes it
+        finally:
+            with self._lock:
+                self._engines.pop(run_id, None)
+        if resume:  # tasks of the earlier execution that this one never reached
+            final = self.store.get_run(run_id)
+            self.store.end_unfinished_tasks(run_id, "CANCELED" if final.state == "CANCELED" else "SKIPPED",
+                                            final.error or "the run ended before this task ran again")
+
+    def _end(self, run_id: str, state: str, error: str) -> None:
+        self.store.update_run(run_id, state=state, error=error, finished_at=datetime.now(timezone.utc))
+        self.store.end_unfinished_tasks(run_id, state, error)
+
+
+def _previous_tasks(store: Store, run_id: str) -> dict[str, PreviousTask]:
+    """The run's recorded tasks by path; for a path recorded twice, the one that succeeded (or the latest)."""
+    rows = store.list_tasks(run_id)
+    reusable = [row.id for row in rows if row.state == "SUCCEEDED" and row.kind in ("container", "importer")]
+    artifact_ids = store.output_artifact_ids(reusable) if reusable else {}
+    previous: dict[str, PreviousTask] = {}
+    for row in rows:
+        known = previous.get(row.path)
+        if known is not None and known.outputs is not None:
+            continue
+        outputs = None
+        if row.id in reusable:
+            recorded = row.outputs or {}
+            artifacts = {
+                key: [{**artifact, "_id": artifact_ids.get((row.id, key, position))}
+                      for position, artifact in enumerate(items)]
+                for key, items in (recorded.get("artifacts") or {}).items()
+            }
+            outputs = (dict(recorded.get("parameters") or {}), artifacts)
+        previous[row.path] = PreviousTask(id=row.id, kind=row.kind, state=row.state, attempts=row.attempts,
+                                          outputs=outputs)
+    return previous
+
+
+def _signal(pid: int, signum: int) -> bool:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

@@ -30,7 +30,7 @@ from flowdeck.pipelines import executors, inputs
 from flowdeck.pipelines.components import PythonComponent, parse_python_component, satisfied_here
 from flowdeck.pipelines.errors import TaskFailure
 from flowdeck.pipelines.importer import imported_artifact
-from flowdeck.pipelines.model import BLOCKING, Node, Scope
+from flowdeck.pipelines.model import BLOCKING, Node, PreviousTask, Scope
 from flowdeck.pipelines.recorder import RunRecorder
 from flowdeck.pipelines.spec import Pipeline
 from flowdeck.pipelines.values import evaluate_condition, normalize
@@ -72,10 +72,22 @@ class Listener:
         logger.warning(text)
 
 
+class RunSuspended(Exception):
+    """The engine stopped a run without ending it (the control plane is stopping); it can be resumed."""
+
+
 class Engine:
+    """Drives one run to its end on the calling thread.
+
+    `previous` resumes a run that an earlier execution left unfinished (or that is retried): tasks
+    keep their ids, containers and importers that succeeded then are reused without running again,
+    and every other task runs anew.
+    """
+
     def __init__(self, pipeline: Pipeline, arguments: dict[str, Any], store: Store, runtime: Runtime,
                  options: RunOptions, listener: Listener | None = None,
-                 root_artifacts: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                 root_artifacts: dict[str, list[dict[str, Any]]] | None = None,
+                 previous: dict[str, PreviousTask] | None = None) -> None:
         self.pipeline = pipeline
         self.arguments = arguments
         self.root_artifacts = root_artifacts or {}
@@ -95,6 +107,8 @@ class Engine:
         self.done = False
         self.canceled = False
         self.cancel_reason = ""
+        self.suspended = False
+        self.previous = dict(previous or {})
         self.warned: set[str] = set()
         self.failed_nodes: list[Node] = []
         self._python_components: dict[str, PythonComponent | None] = {}
@@ -158,9 +172,19 @@ class Engine:
             self.record.flush()
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
+        if self.suspended:
+            raise RunSuspended(self.cancel_reason)
         if self.canceled:
             raise KeyboardInterrupt(self.cancel_reason)
         return self.final_state
+
+    def request_cancel(self, reason: str) -> None:
+        """Cancel the run from another thread (it ends CANCELED; `run` raises KeyboardInterrupt)."""
+        self.events.put(("cancel", reason))
+
+    def request_suspend(self, reason: str) -> None:
+        """Stop the run from another thread without ending it (`run` raises RunSuspended)."""
+        self.events.put(("suspend", reason))
 
     def _catch_signals(self) -> dict[int, Any]:
         """Turn SIGINT/SIGTERM into a cancel event (only the main thread can own signal handlers)."""
@@ -258,6 +282,12 @@ class Engine:
             self.listener.message(payload)
         elif kind == "interrupt":
             self.cancel(INTERRUPTED if payload == "SIGINT" else f"canceled: the engine received {payload}")
+        elif kind == "cancel":
+            self.cancel(payload)
+        elif kind == "suspend" and not self.canceled:
+            self.suspended = self.canceled = True
+            self.cancel_reason = payload
+            self._stop_all(payload, "CANCELED")
         elif kind == "venv-ready":
             node, python, error = payload
             self.running.pop(f"venv:{node.id}", None)
@@ -306,7 +336,14 @@ class Engine:
             path = f"{scope.path}/{name}" if scope.path else name
             node = Node(name=name, spec=spec, scope=scope, path=path, kind=kind)
             scope.nodes[name] = node
-            self.record.task_created(node, scope.owner)
+            previous = self.previous.pop(path, None)
+            if previous is None:
+                self.record.task_created(node, scope.owner)
+            else:
+                node.id, node.attempts, node.retry_base, node.reuse = (
+                    previous.id, previous.attempts, previous.attempts, previous.outputs)
+                if node.reuse is None:
+                    self.record.task_reset(node, scope.owner)
         for node in scope.nodes.values():
             upstream = [scope.nodes[d] for d in node.spec.get("dependentTasks") or [] if d in scope.nodes]
             node.waiting = len(upstream)
@@ -391,6 +428,12 @@ class Engine:
         except TaskFailure as exc:
             self._finish(node, "FAILED", error=str(exc))
             return
+        if node.reuse is not None:  # succeeded in an earlier execution of this run: not run again
+            node.parameters_out, node.artifacts_out = node.reuse
+            node.state = "SUCCEEDED"
+            self.listener.task_changed(node)
+            self._settle(node)
+            return
         if node.kind != "container":  # a container task is RUNNING once it has a slot (see _run_executor)
             self._set_state(node, "RUNNING")
         self.record.task_inputs(node)
@@ -420,8 +463,12 @@ class Engine:
             return
         self._set_state(node, state, error=error)
         self.record.task_finished(node)
+        self._settle(node)
+
+    def _settle(self, node: Node) -> None:
+        """Account for a finished node: its scope's failure, its dependents, and its scope's end."""
         scope = node.scope
-        if state == "FAILED":
+        if node.state == "FAILED":
             if not scope.failed:
                 scope.error = node.error if node.kind in ("dag", "loop") else f"task {node.path} failed: {node.error}"
             scope.failed = True
@@ -723,12 +770,12 @@ class Engine:
 
     def _schedule_retry(self, node: Node) -> bool:
         policy = node.spec.get("retryPolicy") or {}
-        if node.attempts > int(policy.get("maxRetryCount") or 0):
+        if node.attempts - node.retry_base > int(policy.get("maxRetryCount") or 0):
             return False
         backoff = _seconds(policy.get("backoffDuration"), 0.0)
         factor = float(policy.get("backoffFactor") or 2.0)
         ceiling = _seconds(policy.get("backoffMaxDuration"), 3600.0)
-        delay = min(backoff * factor ** (node.attempts - 1), ceiling)
+        delay = min(backoff * factor ** (node.attempts - node.retry_base - 1), ceiling)
         self._timer_seq += 1
         heapq.heappush(self.timers, (time.monotonic() + delay, self._timer_seq, node))
         return True

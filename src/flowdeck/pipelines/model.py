@@ -38,6 +38,18 @@ class Scope:
         return (self.component.get("dag") or {}).get("tasks") or {}
 
 
+@dataclass(frozen=True)
+class PreviousTask:
+    """A task recorded by an earlier execution of the same run (see Engine's `previous`)."""
+
+    id: str
+    kind: str
+    state: str
+    attempts: int
+    #: (parameters, artifacts with their store ids) of a container or importer task that succeeded.
+    outputs: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
+
+
 @dataclass(eq=False)
 class Node:
     name: str
@@ -60,6 +72,10 @@ class Node:
     handle: Any = None
     fingerprint: str | None = None
     task_dir: str | None = None
+    # resuming a run: attempts made before this execution (retry limits count from here), and the
+    # outputs of a task that already succeeded then (it is not run again)
+    retry_base: int = 0
+    reuse: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
     # loops
     items: list[Any] | None = None
     next_item: int = 0

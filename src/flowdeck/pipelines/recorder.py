@@ -46,6 +46,12 @@ class RunRecorder:
             "cached": False, "attempts": 0, "inputs": {}, "outputs": {},
         })
 
+    def task_reset(self, node: Node, parent: Node | None) -> None:
+        """A task recorded by an earlier execution of this run runs again: clear what that one left."""
+        self.batch.update_task(node.id, parent_id=parent.id if parent else None, state=node.state, error=None,
+                               cached=False, inputs={}, outputs={}, fingerprint=None, started_at=None,
+                               finished_at=None)
+
     def task_changed(self, node: Node, **values: Any) -> None:
         self.batch.update_task(node.id, **values)
 

@@ -142,10 +142,13 @@ class Store:
             return session.scalars(query).all()
 
     def fail_orphaned_runs(self) -> list[str]:
-        """Mark FAILED the active runs on this host whose engine process is gone."""
+        """Mark FAILED the active embedded runs on this host whose engine process is gone.
+
+        Runs of the control plane (origin "server") are left alone: it resumes them when it starts.
+        """
         host = socket.gethostname()
         query = select(RunRow.id, RunRow.engine_pid).where(
-            RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_host == host
+            RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_host == host, RunRow.origin == "embedded"
         )
         orphaned = []
         with self.engine.begin() as conn:
@@ -166,6 +169,48 @@ class Store:
                 )
         return orphaned
 
+    def claim_orphaned_runs(self) -> list[str]:
+        """Take over the control plane's unfinished runs on this host whose server process is gone.
+
+        Each is claimed with a conditional update (it still names the dead process), so two servers
+        starting at once never both resume one run. Returns the claimed ids, oldest first.
+        """
+        host, me = socket.gethostname(), os.getpid()
+        query = (
+            select(RunRow.id, RunRow.engine_pid)
+            .where(RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_host == host, RunRow.origin == "server")
+            .order_by(RunRow.created_at)
+        )
+        claimed = []
+        with self.engine.begin() as conn:
+            for run_id, pid in conn.execute(query).all():
+                if pid is not None and (pid == me or _pid_alive(pid)):
+                    continue
+                owner = RunRow.engine_pid.is_(None) if pid is None else RunRow.engine_pid == pid
+                result = conn.execute(update(RunRow).where(RunRow.id == run_id, owner).values(engine_pid=me))
+                if result.rowcount:
+                    claimed.append(run_id)
+        return claimed
+
+    def release_runs(self) -> None:
+        """Let go of this process's unfinished control-plane runs (it is stopping): any server may resume them."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(RunRow)
+                .where(RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.origin == "server",
+                       RunRow.engine_host == socket.gethostname(), RunRow.engine_pid == os.getpid())
+                .values(engine_pid=None)
+            )
+
+    def end_unfinished_tasks(self, run_id: str, state: str, error: str) -> None:
+        """Give every task of the run still PENDING or RUNNING a final `state` (after its engine ended)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(TaskRow)
+                .where(TaskRow.run_id == run_id, TaskRow.state.in_(("PENDING", "RUNNING")))
+                .values(state=state, error=error, finished_at=utcnow())
+            )
+
     def delete_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(RunRow).where(RunRow.id == run_id))
@@ -183,6 +228,13 @@ class Store:
         )
         with Session(self.engine, expire_on_commit=False) as session:
             return session.scalars(query).all()
+
+    def output_artifact_ids(self, task_ids: Sequence[str]) -> dict[tuple[str, str, int], str]:
+        """{(task id, output key, position): artifact id} for what these tasks wrote (or reused)."""
+        query = select(EventRow.task_id, EventRow.key, EventRow.position, EventRow.artifact_id).where(
+            EventRow.task_id.in_(task_ids), EventRow.type == "OUTPUT")
+        with self.engine.connect() as conn:
+            return {(t, k, p): a for t, k, p, a in conn.execute(query)}
 
     # -- artifacts and lineage -----------------------------------------------------------------
     def lineage(self, task_id: str) -> list[tuple[str, str, ArtifactRow]]:
