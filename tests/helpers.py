@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flowdeck.config import Settings
@@ -46,3 +53,55 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+@dataclass
+class ControlPlane:
+    """A `flowdeck up` process started by a test; `output` collects what it printed."""
+
+    process: subprocess.Popen[str]
+    url: str = ""
+    output: list[str] = field(default_factory=list)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send `signum` and wait for the exit status (SIGKILL after `timeout`)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+#: Settings a test's control plane must not inherit from the environment running the tests.
+_INHERITED = ("FLOWDECK_URL", "FLOWDECK_TOKEN", "FLOWDECK_DATABASE_URL", "FLOWDECK_ARTIFACT_ROOT")
+
+
+def start_control_plane(home: Path, env: dict[str, str] | None = None, args: Sequence[str] = (),
+                        timeout: float = 30.0) -> ControlPlane:
+    """Start `flowdeck up --port 0` with FLOWDECK_HOME=`home`; returns once it prints its URL."""
+    environment = {k: v for k, v in os.environ.items() if k not in _INHERITED}
+    environment.update({"FLOWDECK_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowdeck.cli.main", "up", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+    )
+    server = ControlPlane(process)
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            server.output.append(line.rstrip("\n"))
+            found = re.search(r"flowdeck is up at (http://\S+)", line)
+            if found:
+                server.url = found.group(1)
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout) or not server.url:
+        server.stop(signal.SIGKILL)
+        raise RuntimeError("flowdeck up did not start:\n" + "\n".join(server.output))
+    return server

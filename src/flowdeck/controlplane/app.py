@@ -27,6 +27,7 @@ ROUTERS: tuple[tuple[str, str], ...] = (
     ("flowdeck.controlplane.kfp", "router"),
     ("flowdeck.controlplane.resources", "router"),
     ("flowdeck.controlplane.pages", "router"),
+    ("flowdeck.controlplane.apidocs", "router"),
 )
 
 
@@ -86,6 +87,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
         version=__version__,
         description="KFP v2beta1-compatible pipelines API, the resource API and the dashboard.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads its scripts from a CDN: /docs is our own page (apidocs.py)
+        redoc_url=None,
     )
     app.state.context = ctx
     install_error_handlers(app)

@@ -1,5 +1,37 @@
-"""Dashboard pages (placeholder: being written)."""
+"""The dashboard's pages, rendered on the server with Jinja2 (autoescaped: user strings are text).
 
-from fastapi import APIRouter
+Today this is the home page: what is running, recent runs, and where the APIs are. kfp.Client
+prints links such as `/#/runs/details/<id>`; those land here too, so the page names the run the
+link points at.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from flowdeck import __version__
+from flowdeck.controlplane.app import ServerContext, context
+
+router = APIRouter(include_in_schema=False)
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True),
+)
+
+RECENT_RUNS = 20
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, ctx: ServerContext = Depends(context)) -> HTMLResponse:
+    protected = bool(ctx.settings.token)  # the page itself needs no token, so it shows no data then
+    runs: list[Any] = [] if protected else list(ctx.store.list_runs(limit=RECENT_RUNS))
+    page = _templates.get_template("home.html").render(
+        version=__version__, base_url=str(request.base_url).rstrip("/"), protected=protected, runs=runs,
+    )
+    return HTMLResponse(page)

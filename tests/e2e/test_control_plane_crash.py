@@ -1,0 +1,103 @@
+"""Killing `flowdeck up` with SIGKILL in the middle of a run loses nothing and repeats nothing.
+
+The restarted control plane resumes the run: the task that had succeeded is not run again (its
+side effect happened once), the interrupted one runs anew, and the store is intact.
+"""
+
+import signal
+import sqlite3
+from pathlib import Path
+
+import kfp
+import pytest
+from kfp import dsl
+
+from helpers import start_control_plane, wait_for
+
+
+@dsl.component
+def count(marker_dir: str, name: str) -> str:
+    import os
+
+    with open(os.path.join(marker_dir, name + ".count"), "a") as out:
+        out.write("x")
+    return name
+
+
+@dsl.component
+def wait_for_go(marker_dir: str, value: str) -> str:
+    import os
+    import time
+
+    while not os.path.exists(os.path.join(marker_dir, "go")):
+        time.sleep(0.05)
+    return value + " went"
+
+
+@dsl.pipeline
+def interrupted(marker_dir: str) -> str:
+    first = count(marker_dir=marker_dir, name="first")
+    gate = wait_for_go(marker_dir=marker_dir, value=first.output)
+    count(marker_dir=marker_dir, name="last").after(gate)
+    return gate.output
+
+
+def task_states(client: kfp.Client, run_id: str) -> dict[str, str]:
+    details = client.get_run(run_id).run_details
+    return {t.display_name: t.state for t in (details.task_details or [])} if details else {}
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_during_a_run_then_restart_finishes_it_without_repeating_tasks(tmp_path: Path) -> None:
+    home, markers = tmp_path / "home", tmp_path / "markers"
+    markers.mkdir()
+    server = start_control_plane(home)
+    try:
+        client = kfp.Client(host=server.url)
+        run_id = client.create_run_from_pipeline_func(
+            interrupted, arguments={"marker_dir": str(markers)}, enable_caching=False).run_id
+        assert wait_for(lambda: task_states(client, run_id).get("wait-for-go") == "RUNNING", timeout=60)
+        assert task_states(client, run_id)["count"] == "SUCCEEDED"
+    finally:
+        server.stop(signal.SIGKILL)
+    assert server.process.returncode == -signal.SIGKILL
+
+    (markers / "go").touch()
+    server = start_control_plane(home)
+    try:
+        client = kfp.Client(host=server.url)
+        assert wait_for(lambda: client.get_run(run_id).state in ("SUCCEEDED", "FAILED"), timeout=60)
+        run = client.get_run(run_id)
+        assert run.state == "SUCCEEDED", run.error
+        assert set(task_states(client, run_id).values()) == {"SUCCEEDED"}
+    finally:
+        assert server.stop() == 0
+    assert (markers / "first.count").read_text() == "x"  # succeeded before the kill: not run again
+    assert (markers / "last.count").read_text() == "x"
+    with sqlite3.connect(home / "flowdeck.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        attempts = dict(db.execute("SELECT name, attempts FROM tasks WHERE run_id = ?", (run_id,)).fetchall())
+    assert attempts == {"count": 1, "wait-for-go": 2, "count-2": 1}
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_suspends_runs_and_the_next_start_resumes_them(tmp_path: Path) -> None:
+    home, markers = tmp_path / "home", tmp_path / "markers"
+    markers.mkdir()
+    server = start_control_plane(home)
+    try:
+        client = kfp.Client(host=server.url)
+        run_id = client.create_run_from_pipeline_func(
+            interrupted, arguments={"marker_dir": str(markers)}, enable_caching=False).run_id
+        assert wait_for(lambda: task_states(client, run_id).get("wait-for-go") == "RUNNING", timeout=60)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0  # a clean stop
+    (markers / "go").touch()
+    server = start_control_plane(home)
+    try:
+        client = kfp.Client(host=server.url)
+        assert wait_for(lambda: client.get_run(run_id).state == "SUCCEEDED", timeout=60)
+    finally:
+        server.stop()
+    assert (markers / "first.count").read_text() == "x"
