@@ -82,7 +82,8 @@ def run(pipeline: str, arguments: dict[str, Any], no_cache: bool, as_json: bool)
             document = run_pipeline(pipeline, arguments, enable_caching=not no_cache, settings=settings,
                                     listener=listener)
     except PipelineError as exc:
-        raise CLIError(str(exc)) from None
+        hint = " (use -p NAME=VALUE)" if str(exc).startswith(("missing value", "missing artifact")) else ""
+        raise CLIError(f"{exc}{hint}") from None
     except SQLAlchemyError as exc:
         raise CLIError(f"run database {safe_url(settings.resolved_database_url)}: {first_line(exc)}", FAILURE) from None
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ running runs so that the next start resumes them.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -18,6 +19,8 @@ import uvicorn
 from flowdeck.config import Settings
 from flowdeck.controlplane.app import ServerContext, create_app
 from flowdeck.pipelines.controller import RunController
+from flowdeck.pipelines.schedules import ScheduleRunner
+from flowdeck.resources.controller import create_controller
 from flowdeck.store import open_store
 
 
@@ -28,7 +31,9 @@ class ServeError(RuntimeError):
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (port 0: any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
+    # every keep-alive response waits ~40 ms (Nagle holding the body behind the headers, delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -89,13 +94,23 @@ def serve(settings: Settings, host: str, port: int, announce: Callable[[str], No
                  "Ctrl-C stops it)")
         sys.stdout.flush()
 
+    # uvicorn handles Ctrl-C/SIGTERM itself (a graceful stop), then re-raises the signal to the
+    # handlers it found; finding these no-ops, a stop asked for by a signal ends in a clean exit 0.
+    previous = {signum: signal.signal(signum, _ignore) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         _Server(config, ready).run(sockets=[sock])
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         sock.close()
         store.close()
 
 
+def _ignore(_signum: int, _frame: object) -> None:
+    """A signal handler that does nothing (see `serve`)."""
+
+
 def _services(ctx: ServerContext) -> list:
     """Background services besides the run controller (schedules, resource controllers)."""
-    return []
+    ctx.schedules = ScheduleRunner(ctx.store, ctx.runs)
+    return [ctx.schedules, create_controller(ctx.store, ctx.settings, ctx.runs)]

@@ -89,8 +89,7 @@ def prepare_arguments(pipeline: Pipeline, arguments: dict[str, Any]) -> tuple[di
         if name not in artifacts and not definition.get("isOptional")
     ]
     if missing:
-        raise PipelineError(
-            f"missing artifact input {', '.join(repr(m) for m in missing)} (pass a path with -p NAME=PATH)")
+        raise PipelineError(f"missing artifact input {', '.join(repr(m) for m in missing)} (a path or URI)")
     return typed, artifacts
 
 

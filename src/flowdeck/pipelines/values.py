@@ -156,7 +156,7 @@ def coerce_arguments(arguments: dict[str, Any], input_definitions: dict[str, Any
         if name not in result and "defaultValue" not in definition and not definition.get("isOptional")
     ]
     if missing:
-        raise PipelineError(f"missing value for parameter {', '.join(repr(m) for m in missing)} (use -p NAME=VALUE)")
+        raise PipelineError(f"missing value for parameter {', '.join(repr(m) for m in missing)}")
     return result
 
 

@@ -38,8 +38,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeDecorator
 
 from flowdeck.store.models import (
     EventRow,
@@ -134,21 +135,29 @@ def _engine(store: Store | Engine) -> Engine:
 
 # -- generic listing ---------------------------------------------------------------------------------
 
+def _python_type(column: Column[Any]) -> type | None:
+    column_type = column.type.impl if isinstance(column.type, TypeDecorator) else column.type
+    try:
+        return column_type.python_type
+    except NotImplementedError:
+        return None
+
+
 def _coerce(column: Column[Any], value: Any) -> Any:
     """`value` (as JSON gives it) converted to the Python type of `column`."""
     if value is None:
         return None
-    try:
-        python_type = column.type.python_type
-    except NotImplementedError:
-        return value
+    python_type = _python_type(column)
     if python_type is datetime:
         if isinstance(value, datetime):
             return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         if isinstance(value, bool):
             raise InvalidQuery(f"{column.name}: expected a timestamp, got {value!r}")
         if isinstance(value, (int, float)) or (isinstance(value, str) and value.lstrip("-").isdigit()):
-            return datetime.fromtimestamp(int(value), tz=timezone.utc)
+            try:
+                return datetime.fromtimestamp(int(value), tz=timezone.utc)  # seconds since the epoch
+            except (OverflowError, OSError, ValueError):
+                raise InvalidQuery(f"{column.name}: {value!r} is out of range for a timestamp") from None
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -191,7 +200,9 @@ def _condition(column: Column[Any], predicate: Predicate) -> ColumnElement[bool]
     if op == "NOT_EQUALS":
         return column.is_not(None) if value is None else or_(column != value, column.is_(None))
     if op == "IS_SUBSTRING":
-        return column.icontains(str(value), autoescape=True)
+        if not isinstance(value, str) or _python_type(column) is not str:
+            raise InvalidQuery(f"{predicate.column}: IS_SUBSTRING applies to text fields only")
+        return column.icontains(value, autoescape=True)
     comparisons = {"GREATER_THAN": column > value, "GREATER_THAN_EQUALS": column >= value,
                    "LESS_THAN": column < value, "LESS_THAN_EQUALS": column <= value}
     if op not in comparisons:
@@ -243,7 +254,7 @@ def _list_page(conn: Connection, table: Table, columns: Sequence[Any], query: Li
     if len(rows) > query.page_size:
         rows = rows[: query.page_size]
         last = rows[-1]
-        following = (getattr(last, sort.name), getattr(last, "id"))
+        following = (getattr(last, sort.name), last.id)
     return Page(rows=rows, total_size=total, after=following)
 
 

@@ -1,0 +1,95 @@
+"""KFP ExperimentService: create, get, list, delete, archive and unarchive experiments.
+
+Archiving an experiment archives its runs and disables its recurring runs, as KFP does;
+unarchiving brings back only the experiment.
+"""
+
+from __future__ import annotations
+
+from fastapi import Query
+from fastapi.responses import JSONResponse
+
+from flowdeck.controlplane.app import ServerContext
+from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.errors import ApiError
+from flowdeck.controlplane.kfp import listing, wire
+from flowdeck.controlplane.kfp.messages import Empty, Experiment, ListExperimentsResponse
+from flowdeck.controlplane.kfp.routing import CallerDep, Ctx, kfp_router
+from flowdeck.store.catalog import Experiments
+
+router = kfp_router("experiments")
+
+FIELDS = listing.Fields("experiments", {
+    "experiment_id": "id", "id": "id", "display_name": "display_name", "name": "display_name",
+    "created_at": "created_at", "last_run_created_at": "last_run_created_at", "description": "description",
+    "namespace": "namespace", "storage_state": "storage_state",
+})
+
+
+def get_checked(ctx: ServerContext, caller: Caller, experiment_id: str) -> Experiments:
+    """The repository, after checking that the experiment exists and the caller may use its namespace."""
+    experiments = Experiments(ctx.store)
+    caller.check(experiments.get(experiment_id).namespace)
+    return experiments
+
+
+@router.post("/experiments", response_model=None, responses={200: {"model": Experiment}})
+def create_experiment(body: Experiment, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Create an experiment; its display_name must be unique in its namespace (409 otherwise)."""
+    if not body.display_name or not body.display_name.strip():
+        raise ApiError(400, "experiment display_name is required")
+    namespace = body.namespace or ""
+    caller.check(namespace)
+    row = Experiments(ctx.store).create(display_name=body.display_name, namespace=namespace,
+                                        description=body.description)
+    return wire.respond(wire.experiment(row))
+
+
+@router.get("/experiments", response_model=None, responses={200: {"model": ListExperimentsResponse}})
+def list_experiments(
+    ctx: Ctx, caller: CallerDep,
+    page_token: str | None = Query(None, description="next_page_token of the previous page."),
+    page_size: int | None = Query(None, description=f"Default {listing.DEFAULT_PAGE_SIZE}, "
+                                                    f"at most {listing.MAX_PAGE_SIZE}."),
+    sort_by: str | None = Query(None, description='"field" or "field desc", e.g. "created_at desc".'),
+    filter: str | None = Query(None, description='A Filter as JSON: {"predicates": [{"operation": "EQUALS", '
+                                                 '"key": "display_name", "string_value": "Default"}]}.'),
+    namespace: str | None = Query(None, description="Only this namespace's experiments."),
+) -> JSONResponse:
+    """List experiments, filtered, sorted and paged."""
+    query = listing.build_query(FIELDS, caller=caller, namespace=namespace, page_token=page_token, size=page_size,
+                                sort_by=sort_by, filter=filter)
+    result = Experiments(ctx.store).list(query)
+    return wire.respond(wire.page("experiments", map(wire.experiment, result.rows), result.total_size,
+                                  listing.next_token(FIELDS, query, result)))
+
+
+@router.get("/experiments/{experiment_id}", response_model=None, responses={200: {"model": Experiment}})
+def get_experiment(experiment_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """One experiment."""
+    row = Experiments(ctx.store).get(experiment_id)
+    caller.check(row.namespace)
+    return wire.respond(wire.experiment(row))
+
+
+@router.delete("/experiments/{experiment_id}", response_model=None, responses={200: {"model": Empty}})
+def delete_experiment(experiment_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Delete an experiment. Its runs and recurring runs are kept."""
+    get_checked(ctx, caller, experiment_id).delete(experiment_id)
+    return wire.respond({})
+
+
+@router.post("/experiments/{experiment_id}:archive", response_model=None, responses={200: {"model": Empty}})
+def archive_experiment(experiment_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Archive an experiment with all its runs, and disable its recurring runs."""
+    get_checked(ctx, caller, experiment_id).archive(experiment_id)
+    if ctx.schedules is not None:
+        ctx.schedules.wake()
+    return wire.respond({})
+
+
+@router.post("/experiments/{experiment_id}:unarchive", response_model=None, responses={200: {"model": Empty}})
+def unarchive_experiment(experiment_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Make an archived experiment available again (its runs stay archived until unarchived one by one)."""
+    get_checked(ctx, caller, experiment_id).unarchive(experiment_id)
+    return wire.respond({})

@@ -1,0 +1,215 @@
+"""List requests as KFP clients send them: `filter` JSON, `sort_by`, `page_size` and opaque page tokens.
+
+`filter` is a URL-encoded `Filter` message. KFP's server parses it with protojson, so it accepts
+operations by name or number and value fields in snake_case or camelCase; `kfp.Client` itself sends
+`{"predicates": [{"operation": 1, "key": "display_name", "stringValue": "Default"}]}`. `sort_by` is
+`"field"` or `"field desc"`. A page token is opaque to clients: base64 of the query it continues
+(filter, sort, and the last row's sort value and id), so a client only has to echo it back, and
+later pages ignore `filter`/`sort_by` as KFP does.
+
+Each resource gives its `Fields`: the API keys it can filter and sort on, mapped to columns.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.errors import ApiError
+from flowdeck.store.catalog import OPERATIONS, ListQuery, Page, Predicate
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 200
+
+#: Predicate.Operation numbers (filter.proto).
+OPERATION_NUMBERS = {1: "EQUALS", 2: "NOT_EQUALS", 3: "GREATER_THAN", 5: "GREATER_THAN_EQUALS", 6: "LESS_THAN",
+                     7: "LESS_THAN_EQUALS", 8: "IN", 9: "IS_SUBSTRING"}
+_SCALARS = ("int_value", "long_value", "string_value", "timestamp_value")
+_LISTS = ("int_values", "long_values", "string_values")
+_VALUE_FIELDS = {name: name for name in _SCALARS + _LISTS} | {
+    "intValue": "int_value", "longValue": "long_value", "stringValue": "string_value",
+    "timestampValue": "timestamp_value", "intValues": "int_values", "longValues": "long_values",
+    "stringValues": "string_values",
+}
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The filter and sort keys of one resource, as API key -> column."""
+
+    resource: str
+    columns: Mapping[str, str]
+    default_sort: str = "created_at"
+
+    def column(self, key: str, purpose: str) -> str:
+        if key not in self.columns:
+            known = ", ".join(sorted(self.columns))
+            raise ApiError(400, f"cannot {purpose} {self.resource} by {key!r}; use one of: {known}")
+        return self.columns[key]
+
+
+def _fail(message: str) -> ApiError:
+    return ApiError(400, f"invalid filter: {message}")
+
+
+def parse_filter(text: str | None, fields: Fields) -> tuple[Predicate, ...]:
+    """The predicates of a `filter` query parameter (empty when there is none)."""
+    if not text or not text.strip():
+        return ()
+    raw = text.strip()
+    if not raw.startswith("{"):
+        raw = unquote(raw)  # some clients encode it twice
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise _fail(f"not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise _fail('expected an object like {"predicates": [...]}')
+    unknown = set(document) - {"predicates"}
+    if unknown:
+        raise _fail(f"unknown field {sorted(unknown)[0]!r}")
+    predicates = document.get("predicates") or []
+    if not isinstance(predicates, list):
+        raise _fail("predicates must be a list")
+    return tuple(_predicate(item, fields) for item in predicates)
+
+
+def _operation(value: Any) -> str:
+    if isinstance(value, bool):
+        raise _fail(f"unknown operation {value!r}")
+    if isinstance(value, int):
+        if value not in OPERATION_NUMBERS:
+            raise _fail(f"unknown operation {value}")
+        return OPERATION_NUMBERS[value]
+    if isinstance(value, str) and value.upper() in OPERATIONS:
+        return value.upper()
+    if isinstance(value, str) and value.isdigit():
+        return _operation(int(value))
+    raise _fail(f"unknown operation {value!r}; use one of {', '.join(OPERATIONS)}")
+
+
+def _predicate(item: Any, fields: Fields) -> Predicate:
+    if not isinstance(item, dict):
+        raise _fail("each predicate must be an object")
+    values: dict[str, Any] = {}
+    for name, value in item.items():
+        if name in ("operation", "op", "key"):
+            continue
+        if name not in _VALUE_FIELDS:
+            raise _fail(f"unknown predicate field {name!r}")
+        values[_VALUE_FIELDS[name]] = value
+    if "key" not in item or not isinstance(item["key"], str) or not item["key"]:
+        raise _fail("every predicate needs a key")
+    if "operation" not in item:
+        raise _fail(f"predicate on {item['key']!r} has no operation")
+    operation = _operation(item["operation"])
+    key = item["key"]
+    column = fields.column(key, "filter")
+    if len(values) != 1:
+        raise _fail(f"predicate on {key!r} needs exactly one value field (e.g. string_value)")
+    (kind, value), = values.items()
+    if operation == "IN":
+        if kind not in _LISTS or not isinstance(value, dict) or not isinstance(value.get("values"), list):
+            raise _fail(f"IN on {key!r} takes a list: string_values/int_values/long_values {{\"values\": [...]}}")
+        value = value["values"]
+    elif kind in _LISTS:
+        raise _fail(f"{operation} on {key!r} takes a single value, not {kind}")
+    if key == "storage_state":
+        value = [_storage_state(v) for v in value] if isinstance(value, list) else _storage_state(value)
+    return Predicate(column=column, operation=operation, value=value)
+
+
+def _storage_state(value: Any) -> Any:
+    """v1 spellings of storage states (STORAGESTATE_ARCHIVED) as the v2 names."""
+    if isinstance(value, str):
+        for prefix in ("STORAGESTATE_", "STORAGE_STATE_"):
+            if value.startswith(prefix) and value != "STORAGE_STATE_UNSPECIFIED":
+                return value[len(prefix):]
+    return value
+
+
+def parse_sort(sort_by: str | None, fields: Fields) -> tuple[str, bool]:
+    """(column, descending) of a `sort_by` such as "created_at desc"."""
+    parts = (sort_by or "").split()
+    if not parts:
+        return fields.column(fields.default_sort, "sort"), False
+    if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+        raise ApiError(400, f'invalid sort_by {sort_by!r}: expected "field" or "field desc"')
+    if parts[0].startswith("metric:"):
+        raise ApiError(400, "sorting runs by metrics is not supported")
+    return fields.column(parts[0], "sort"), len(parts) == 2 and parts[1].lower() == "desc"
+
+
+def page_size(value: int | None) -> int:
+    if value is None or value == 0:
+        return DEFAULT_PAGE_SIZE
+    if value < 0:
+        raise ApiError(400, f"page_size must be positive, got {value}")
+    return min(value, MAX_PAGE_SIZE)
+
+
+def namespaces(caller: Caller, namespace: str | None) -> list[str] | None:
+    """The namespaces a list may show: the one asked for (if allowed), else all the caller may use."""
+    if namespace:
+        caller.check(namespace)
+        return [namespace]
+    return None if caller.namespaces is None else sorted(caller.namespaces)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def encode_token(fields: Fields, query: ListQuery, after: tuple[Any, str]) -> str:
+    state = {
+        "r": fields.resource,
+        "p": [[p.column, p.operation, p.value] for p in query.predicates],
+        "s": query.sort,
+        "d": query.desc,
+        "a": [_jsonable(after[0]), after[1]],
+    }
+    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, fields: Fields) -> dict[str, Any]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        valid = (isinstance(state, dict) and state.get("r") == fields.resource
+                 and isinstance(state.get("p"), list) and isinstance(state.get("a"), list) and len(state["a"]) == 2
+                 and state.get("s") in fields.columns.values())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        valid = False
+    if not valid:
+        raise ApiError(400, f"invalid page token {token[:40]!r}: pass the next_page_token of a previous "
+                            f"list of {fields.resource}")
+    return state
+
+
+def build_query(fields: Fields, *, caller: Caller, namespace: str | None = None, page_token: str | None = None,
+                size: int | None = None, sort_by: str | None = None, filter: str | None = None,
+                extra: tuple[Predicate, ...] = ()) -> ListQuery:
+    """The store query of a list request; `extra` adds predicates of the request's own parameters."""
+    visible = namespaces(caller, namespace)
+    if page_token:
+        state = _decode_token(page_token, fields)
+        predicates = tuple(Predicate(*p) for p in state["p"])
+        return ListQuery(predicates=predicates + extra, sort=state["s"], desc=bool(state["d"]),
+                         page_size=page_size(size), after=(state["a"][0], state["a"][1]), namespaces=visible)
+    sort, desc = parse_sort(sort_by, fields)
+    return ListQuery(predicates=parse_filter(filter, fields) + extra, sort=sort, desc=desc,
+                     page_size=page_size(size), namespaces=visible)
+
+
+def next_token(fields: Fields, query: ListQuery, result: Page, extra: tuple[Predicate, ...] = ()) -> str | None:
+    """The token of the page after `result`; `extra` predicates are left out (the next request repeats them)."""
+    if result.after is None:
+        return None
+    own = tuple(p for p in query.predicates if p not in extra)
+    return encode_token(fields, ListQuery(predicates=own, sort=query.sort, desc=query.desc), result.after)

@@ -1,0 +1,167 @@
+"""KFP RecurringRunService: schedules (cron or fixed interval) that start runs while the control plane runs.
+
+This module validates and records schedules; the schedule runner (`ctx.schedules`) reads the rows and
+fires them, and is woken whenever one is created, enabled, disabled or deleted. Cron expressions have
+six fields, seconds first, as KFP's robfig/cron parser reads them ("0 0 * * * *": hourly).
+
+A schedule made from a pipeline version keeps a copy of that version's spec, as KFP does, so
+deleting the version later does not break it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import Query
+from fastapi.responses import JSONResponse
+
+from flowdeck.controlplane.app import ServerContext
+from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.errors import ApiError
+from flowdeck.controlplane.kfp import listing, wire
+from flowdeck.controlplane.kfp.messages import Empty, ListRecurringRunsResponse, RecurringRun, Trigger
+from flowdeck.controlplane.kfp.packages import parse_spec
+from flowdeck.controlplane.kfp.routing import CallerDep, Ctx, kfp_router
+from flowdeck.controlplane.kfp.runs import check_one_source, resolve_experiment, resolve_version
+from flowdeck.pipelines.api import prepare_arguments
+from flowdeck.pipelines.schedules import parse_trigger
+from flowdeck.store.catalog import Predicate, RecurringRuns
+
+router = kfp_router("recurring runs")
+
+FIELDS = listing.Fields("recurring runs", {
+    "recurring_run_id": "id", "id": "id", "display_name": "display_name", "name": "display_name",
+    "description": "description", "created_at": "created_at", "updated_at": "updated_at", "namespace": "namespace",
+    "experiment_id": "experiment_id", "pipeline_id": "pipeline_id", "pipeline_version_id": "pipeline_version_id",
+})
+MAX_CONCURRENCY = 10
+
+
+def _window(start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    if start is not None and end is not None and end <= start:
+        raise ApiError(400, "trigger end_time must be after its start_time")
+    return {"start_time": wire.timestamp(start), "end_time": wire.timestamp(end)}
+
+
+def validate_trigger(trigger: Trigger | None) -> dict[str, Any]:
+    """The trigger as stored (KFP's Trigger in snake_case), after checking it is one valid schedule.
+
+    The schedule runner's own parser decides what is valid, so the API never accepts a schedule
+    that the runner would then refuse to fire.
+    """
+    stored: dict[str, Any] = {}
+    if trigger is not None and trigger.cron_schedule is not None:
+        cron = trigger.cron_schedule
+        stored["cron_schedule"] = wire.compact({"cron": " ".join((cron.cron or "").split()),
+                                                **_window(cron.start_time, cron.end_time)})
+    if trigger is not None and trigger.periodic_schedule is not None:
+        periodic = trigger.periodic_schedule
+        stored["periodic_schedule"] = wire.compact({"interval_second": periodic.interval_second,
+                                                    **_window(periodic.start_time, periodic.end_time)})
+    parse_trigger(stored)
+    return stored
+
+
+def _source(ctx: ServerContext, caller: Caller, body: RecurringRun) -> dict[str, Any]:
+    """The pipeline columns of a schedule, after validating its spec and parameters."""
+    check_one_source(body, "a recurring run")
+    version = resolve_version(ctx, caller, body.pipeline_version_reference, body.pipeline_version_id)
+    if version is not None:
+        loaded = parse_spec(wire.combined_spec(version.pipeline_spec, version.platform_spec) or {})
+        columns = {"pipeline_id": version.pipeline_id, "pipeline_version_id": version.id}
+    else:
+        loaded = parse_spec(body.pipeline_spec or {})
+        columns = {}
+    parameters = (body.runtime_config.parameters if body.runtime_config else None) or {}
+    prepare_arguments(loaded, parameters)
+    return {**columns, "pipeline_spec": loaded.spec, "platform_spec": loaded.platform_spec or None}
+
+
+def _wake(ctx: ServerContext) -> None:
+    if ctx.schedules is not None:
+        ctx.schedules.wake()
+
+
+def _checked(ctx: ServerContext, caller: Caller, recurring_run_id: str) -> RecurringRuns:
+    recurring_runs = RecurringRuns(ctx.store)
+    caller.check(recurring_runs.get(recurring_run_id).namespace)
+    return recurring_runs
+
+
+@router.post("/recurringruns", response_model=None, responses={200: {"model": RecurringRun}})
+def create_recurring_run(body: RecurringRun, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Create a schedule: a cron_schedule (6 fields) or a periodic_schedule, a pipeline source, max_concurrency 1-10."""
+    if not body.display_name or not body.display_name.strip():
+        raise ApiError(400, "recurring run display_name is required")
+    trigger = validate_trigger(body.trigger)
+    max_concurrency = 1 if body.max_concurrency is None else body.max_concurrency
+    if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+        raise ApiError(400, f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
+    experiment = resolve_experiment(ctx, caller, body.experiment_id)
+    if body.namespace and body.namespace != experiment.namespace:
+        raise ApiError(400, f"namespace {body.namespace!r} differs from the namespace of experiment "
+                            f"{experiment.id!r} ({experiment.namespace!r})")
+    runtime_config = body.runtime_config
+    row = RecurringRuns(ctx.store).create(
+        namespace=experiment.namespace, display_name=body.display_name, description=body.description,
+        experiment_id=experiment.id, **_source(ctx, caller, body),
+        runtime_config=wire.compact({"parameters": runtime_config.parameters if runtime_config else None,
+                                     "pipeline_root": runtime_config.pipeline_root if runtime_config else None}),
+        service_account=body.service_account, max_concurrency=max_concurrency, trigger=trigger,
+        enabled=body.mode != "DISABLE", no_catchup=bool(body.no_catchup),
+    )
+    _wake(ctx)
+    return wire.respond(wire.recurring_run(row, with_spec=True))
+
+
+@router.get("/recurringruns", response_model=None, responses={200: {"model": ListRecurringRunsResponse}})
+def list_recurring_runs(
+    ctx: Ctx, caller: CallerDep,
+    page_token: str | None = Query(None, description="next_page_token of the previous page."),
+    page_size: int | None = Query(None, description=f"Default {listing.DEFAULT_PAGE_SIZE}, "
+                                                    f"at most {listing.MAX_PAGE_SIZE}."),
+    sort_by: str | None = Query(None, description='"field" or "field desc".'),
+    namespace: str | None = Query(None, description="Only this namespace's recurring runs."),
+    filter: str | None = Query(None, description="A Filter as JSON."),
+    experiment_id: str | None = Query(None, description="Only this experiment's recurring runs."),
+) -> JSONResponse:
+    """List recurring runs (without their specs), filtered, sorted and paged."""
+    extra = (Predicate("experiment_id", "EQUALS", experiment_id),) if experiment_id else ()
+    query = listing.build_query(FIELDS, caller=caller, namespace=namespace, page_token=page_token, size=page_size,
+                                sort_by=sort_by, filter=filter, extra=extra)
+    result = RecurringRuns(ctx.store).list(query)
+    return wire.respond(wire.page("recurringRuns", map(wire.recurring_run, result.rows), result.total_size,
+                                  listing.next_token(FIELDS, query, result, extra)))
+
+
+@router.get("/recurringruns/{recurring_run_id}", response_model=None, responses={200: {"model": RecurringRun}})
+def get_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """One recurring run."""
+    row = RecurringRuns(ctx.store).get(recurring_run_id)
+    caller.check(row.namespace)
+    return wire.respond(wire.recurring_run(row, with_spec=True))
+
+
+@router.delete("/recurringruns/{recurring_run_id}", response_model=None, responses={200: {"model": Empty}})
+def delete_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Delete a schedule; the runs it started stay."""
+    _checked(ctx, caller, recurring_run_id).delete(recurring_run_id)
+    _wake(ctx)
+    return wire.respond({})
+
+
+@router.post("/recurringruns/{recurring_run_id}:enable", response_model=None, responses={200: {"model": Empty}})
+def enable_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Start firing the schedule again."""
+    _checked(ctx, caller, recurring_run_id).set_enabled(recurring_run_id, True)
+    _wake(ctx)
+    return wire.respond({})
+
+
+@router.post("/recurringruns/{recurring_run_id}:disable", response_model=None, responses={200: {"model": Empty}})
+def disable_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Stop firing the schedule (runs already started go on)."""
+    _checked(ctx, caller, recurring_run_id).set_enabled(recurring_run_id, False)
+    _wake(ctx)
+    return wire.respond({})

@@ -1,0 +1,176 @@
+"""KFP RunService: create, list, get, terminate, retry, archive, unarchive and delete runs.
+
+Runs are created and executed by the run controller (`ctx.runs`); this module resolves what KFP's
+request names (the experiment, a pipeline version) and renders rows. A run without an experiment
+goes to its namespace's "Default" experiment, as in KFP. Runs started by `flowdeck run` (no
+experiment, namespace "") are listed alongside those made over the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Query
+from fastapi.responses import JSONResponse
+
+from flowdeck.controlplane.app import ServerContext
+from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.errors import ApiError
+from flowdeck.controlplane.kfp import listing, wire
+from flowdeck.controlplane.kfp.messages import Empty, ListRunsResponse, PipelineVersionReference, RecurringRun, Run
+from flowdeck.controlplane.kfp.routing import CallerDep, Ctx, kfp_router
+from flowdeck.store.catalog import (
+    ARCHIVED,
+    AVAILABLE,
+    Experiments,
+    Pipelines,
+    PipelineVersions,
+    Predicate,
+    RunCatalog,
+)
+
+router = kfp_router("runs")
+
+FIELDS = listing.Fields("runs", {
+    "run_id": "id", "id": "id", "display_name": "display_name", "name": "display_name", "created_at": "created_at",
+    "finished_at": "finished_at", "description": "description", "scheduled_at": "scheduled_at",
+    "storage_state": "storage_state", "namespace": "namespace", "experiment_id": "experiment_id", "state": "state",
+    "recurring_run_id": "recurring_run_id", "pipeline_id": "pipeline_id", "pipeline_version_id": "pipeline_version_id",
+})
+
+
+def check_one_source(body: Run | RecurringRun, what: str) -> None:
+    """KFP's pipeline_source is a oneof: exactly one of the spec, a version reference, or a version id."""
+    sources = [name for name in ("pipeline_spec", "pipeline_version_reference", "pipeline_version_id")
+               if getattr(body, name)]
+    if len(sources) != 1:
+        raise ApiError(400, f"{what} needs exactly one pipeline source: pipeline_spec or pipeline_version_reference"
+                            + (f" (got {' and '.join(sources)})" if sources else ""))
+
+
+def resolve_experiment(ctx: ServerContext, caller: Caller, experiment_id: str | None) -> Any:
+    """The experiment a new run or recurring run goes to (the "Default" one when none is named)."""
+    experiments = Experiments(ctx.store)
+    if not experiment_id:
+        caller.check("")
+        return experiments.default(namespace="")
+    experiment = experiments.get(experiment_id)
+    caller.check(experiment.namespace)
+    if experiment.storage_state == ARCHIVED:
+        raise ApiError(400, f"experiment {experiment_id!r} is archived; unarchive it before adding runs to it")
+    return experiment
+
+
+def resolve_version(ctx: ServerContext, caller: Caller, reference: PipelineVersionReference | None,
+                    version_id: str | None) -> Any:
+    """The pipeline version a request refers to (a pipeline's newest when only the pipeline is named), or None."""
+    pipeline_id = reference.pipeline_id if reference else None
+    version_id = (reference.pipeline_version_id if reference else None) or version_id
+    if not pipeline_id and not version_id:
+        if reference is not None:
+            raise ApiError(400, "pipeline_version_reference needs a pipeline_id or a pipeline_version_id")
+        return None
+    versions = PipelineVersions(ctx.store)
+    version = versions.get(version_id, pipeline_id=pipeline_id) if version_id else versions.latest(pipeline_id or "")
+    caller.check(Pipelines(ctx.store).get(version.pipeline_id).namespace)
+    return version
+
+
+def _run_row(ctx: ServerContext, caller: Caller, run_id: str) -> Any:
+    row = RunCatalog(ctx.store).get(run_id)
+    caller.check(row.namespace)
+    return row
+
+
+@router.post("/runs", response_model=None, responses={200: {"model": Run}})
+def create_run(body: Run, ctx: Ctx, caller: CallerDep,
+               experiment_id: str | None = Query(None, description="The experiment, when the body names none.")
+               ) -> JSONResponse:
+    """Create a run from an inline pipeline_spec or a pipeline version, with runtime_config.parameters."""
+    check_one_source(body, "a run")
+    experiment = resolve_experiment(ctx, caller, body.experiment_id or experiment_id)
+    version = resolve_version(ctx, caller, body.pipeline_version_reference, body.pipeline_version_id)
+    if version is not None:
+        spec = wire.combined_spec(version.pipeline_spec, version.platform_spec)
+    else:
+        spec = body.pipeline_spec
+    parameters = body.runtime_config.parameters if body.runtime_config else None
+    run_id = ctx.runs.create_run(
+        pipeline_spec=spec, parameters=parameters or {}, display_name=body.display_name or None,
+        namespace=experiment.namespace, experiment_id=experiment.id, description=body.description,
+        pipeline_id=version.pipeline_id if version is not None else None,
+        pipeline_version_id=version.id if version is not None else None,
+        service_account=body.service_account,
+    )
+    row = RunCatalog(ctx.store).get(run_id)
+    Experiments(ctx.store).run_created(experiment.id, row.created_at)
+    return wire.respond(wire.run(row, with_spec=True))
+
+
+@router.get("/runs", response_model=None, responses={200: {"model": ListRunsResponse}})
+def list_runs(
+    ctx: Ctx, caller: CallerDep,
+    namespace: str | None = Query(None, description="Only this namespace's runs."),
+    experiment_id: str | None = Query(None, description="Only this experiment's runs."),
+    page_token: str | None = Query(None, description="next_page_token of the previous page."),
+    page_size: int | None = Query(None, description=f"Default {listing.DEFAULT_PAGE_SIZE}, "
+                                                    f"at most {listing.MAX_PAGE_SIZE}."),
+    sort_by: str | None = Query(None, description='"field" or "field desc", e.g. "created_at desc".'),
+    filter: str | None = Query(None, description='A Filter as JSON, e.g. {"predicates": [{"operation": '
+                                                 '"EQUALS", "key": "state", "string_value": "SUCCEEDED"}]}.'),
+) -> JSONResponse:
+    """List runs (those of `flowdeck run` too), filtered, sorted and paged. Lists leave out specs and tasks."""
+    extra = (Predicate("experiment_id", "EQUALS", experiment_id),) if experiment_id else ()
+    query = listing.build_query(FIELDS, caller=caller, namespace=namespace, page_token=page_token, size=page_size,
+                                sort_by=sort_by, filter=filter, extra=extra)
+    result = RunCatalog(ctx.store).list(query)
+    return wire.respond(wire.page("runs", map(wire.run, result.rows), result.total_size,
+                                  listing.next_token(FIELDS, query, result, extra)))
+
+
+@router.get("/runs/{run_id}", response_model=None, responses={200: {"model": Run}})
+def get_run(run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """One run, with run_details.task_details (one entry per task, sub-DAG and loop iteration)."""
+    row = _run_row(ctx, caller, run_id)
+    tasks, events = RunCatalog(ctx.store).tasks(row.id)
+    return wire.respond(wire.run(row, with_spec=True, task_details=wire.task_details(row.id, tasks, events)))
+
+
+@router.delete("/runs/{run_id}", response_model=None, responses={200: {"model": Empty}})
+def delete_run(run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Delete a finished run with its tasks (a run still going must be terminated first)."""
+    _run_row(ctx, caller, run_id)
+    RunCatalog(ctx.store).delete(run_id)
+    return wire.respond({})
+
+
+@router.post("/runs/{run_id}:terminate", response_model=None, responses={200: {"model": Empty}})
+def terminate_run(run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Cancel a run: it ends CANCELED once its running tasks have stopped. A finished run is left as it is."""
+    _run_row(ctx, caller, run_id)
+    ctx.runs.terminate(run_id)
+    return wire.respond({})
+
+
+@router.post("/runs/{run_id}:retry", response_model=None, responses={200: {"model": Empty}})
+def retry_run(run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Run a FAILED or CANCELED run again in place, reusing the tasks that succeeded."""
+    _run_row(ctx, caller, run_id)
+    ctx.runs.retry(run_id)
+    return wire.respond({})
+
+
+@router.post("/runs/{run_id}:archive", response_model=None, responses={200: {"model": Empty}})
+def archive_run(run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Archive a run (it stays listed, with storage_state ARCHIVED)."""
+    _run_row(ctx, caller, run_id)
+    RunCatalog(ctx.store).set_storage_state(run_id, ARCHIVED)
+    return wire.respond({})
+
+
+@router.post("/runs/{run_id}:unarchive", response_model=None, responses={200: {"model": Empty}})
+def unarchive_run(run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+    """Make an archived run available again (not while its experiment is archived)."""
+    _run_row(ctx, caller, run_id)
+    RunCatalog(ctx.store).set_storage_state(run_id, AVAILABLE)
+    return wire.respond({})

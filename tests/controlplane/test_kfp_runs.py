@@ -1,0 +1,282 @@
+"""Runs over the KFP API, driven by the real kfp.Client: create, watch, list, terminate, retry, archive, delete."""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kfp
+import pytest
+import yaml
+from kfp import compiler, dsl
+from kfp_server_api.exceptions import ApiException
+
+from flowdeck.config import Settings
+from flowdeck.pipelines.api import run_pipeline
+from helpers import wait_for
+
+FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+
+
+@dsl.component
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@dsl.component
+def nap(seconds: float):
+    import time
+
+    time.sleep(seconds)
+
+
+@dsl.component
+def fail_until_marker(marker: str):
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise SystemExit("no marker yet: failing this time")
+
+
+@dsl.component
+def make_data(out: dsl.Output[dsl.Dataset]):
+    with open(out.path, "w") as handle:
+        handle.write("rows")
+
+
+@dsl.component
+def read_data(data: dsl.Input[dsl.Dataset]) -> str:
+    with open(data.path) as handle:
+        return handle.read()
+
+
+@dsl.pipeline
+def adder(a: int = 1, b: int = 2) -> int:
+    first = add(a=a, b=b)
+    return add(a=first.output, b=10).output
+
+
+@dsl.pipeline
+def sleeper(seconds: float = 60.0):
+    nap(seconds=seconds)
+
+
+@dsl.pipeline
+def flaky(marker: str):
+    fail_until_marker(marker=marker)
+
+
+@dsl.pipeline
+def inner():
+    read_data(data=make_data().outputs["out"])
+
+
+@dsl.pipeline
+def outer():
+    inner()
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("packages") / "adder.yaml"
+    compiler.Compiler().compile(adder, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def spec(package: Path) -> dict[str, Any]:
+    return yaml.safe_load(package.read_text())
+
+
+def finished(client: kfp.Client, run_id: str, states: tuple[str, ...] = FINAL, timeout: float = 60) -> Any:
+    """The run once it reaches one of `states` (get_run polled every 0.1 s; wait_for_run_completion sleeps 5 s)."""
+    assert wait_for(lambda: client.get_run(run_id).state in states, timeout=timeout, interval=0.1), \
+        client.get_run(run_id).state
+    return client.get_run(run_id)
+
+
+def test_run_a_package_and_read_its_task_details(kfp_client: kfp.Client, package: Path) -> None:
+    result = kfp_client.create_run_from_pipeline_package(str(package), arguments={"a": 3, "b": 4},
+                                                         experiment_name="runs-package")
+    run = finished(kfp_client, result.run_id)
+    assert run.state == "SUCCEEDED"
+    assert run.runtime_config.parameters == {"a": 3, "b": 4}
+    assert run.display_name.startswith("adder.yaml ")
+    assert run.created_at <= run.finished_at
+    assert [s.state for s in run.state_history] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    experiment = kfp_client.get_experiment(experiment_name="runs-package")
+    assert run.experiment_id == experiment.experiment_id
+    assert experiment.last_run_created_at == run.created_at
+
+    tasks = run.run_details.task_details
+    assert sorted(t.display_name for t in tasks) == ["add", "add-2"]
+    for task in tasks:
+        assert task.run_id == run.run_id and task.state == "SUCCEEDED"
+        assert task.create_time <= task.start_time <= task.end_time
+        assert task.parent_task_id is None
+
+
+def test_task_details_show_nesting_and_artifacts(kfp_client: kfp.Client) -> None:
+    result = kfp_client.create_run_from_pipeline_func(outer, experiment_name="runs-nested")
+    run = finished(kfp_client, result.run_id)
+    assert run.state == "SUCCEEDED", run.error
+    tasks = {t.display_name: t for t in run.run_details.task_details}
+    assert set(tasks) == {"inner", "make-data", "read-data"}
+    dag = tasks["inner"]
+    assert {c.task_id for c in dag.child_tasks} == {tasks["make-data"].task_id, tasks["read-data"].task_id}
+    assert tasks["make-data"].parent_task_id == dag.task_id
+    written = tasks["make-data"].outputs["out"].artifact_ids
+    assert len(written) == 1
+    assert tasks["read-data"].inputs["data"].artifact_ids == written
+
+
+def test_run_an_uploaded_pipeline_version(kfp_client: kfp.Client, api: httpx.Client, package: Path) -> None:
+    pipeline = kfp_client.upload_pipeline(str(package), pipeline_name="runs-version")
+    version, = kfp_client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions
+    experiment = kfp_client.create_experiment("runs-version")
+    created = kfp_client.run_pipeline(experiment.experiment_id, "from a version", pipeline_id=pipeline.pipeline_id,
+                                      version_id=version.pipeline_version_id, params={"a": 5})
+    run = finished(kfp_client, created.run_id)
+    assert run.state == "SUCCEEDED"
+    assert run.pipeline_version_reference.pipeline_version_id == version.pipeline_version_id
+    assert run.pipeline_spec is None  # one pipeline source (a oneof): the reference
+
+    # naming only the pipeline runs its newest version
+    latest = api.post("/runs", json={"display_name": "latest", "experiment_id": experiment.experiment_id,
+                                     "pipeline_version_reference": {"pipeline_id": pipeline.pipeline_id}})
+    assert latest.status_code == 200, latest.text
+    reference = latest.json()["pipeline_version_reference"]
+    assert reference == {"pipeline_id": pipeline.pipeline_id, "pipeline_version_id": version.pipeline_version_id}
+
+
+def test_a_run_without_an_experiment_goes_to_default(kfp_client: kfp.Client, api: httpx.Client,
+                                                     spec: dict) -> None:
+    response = api.post("/runs", json={"display_name": "no experiment", "pipeline_spec": spec})
+    assert response.status_code == 200, response.text
+    default = kfp_client.get_experiment(experiment_name="Default")
+    assert response.json()["experiment_id"] == default.experiment_id
+    # the client's own flow finds (not duplicates) that experiment
+    result = kfp_client.create_run_from_pipeline_func(adder, arguments={"a": 1})
+    assert kfp_client.get_run(result.run_id).experiment_id == default.experiment_id
+
+
+def test_list_runs_pages_newest_first_within_an_experiment(kfp_client: kfp.Client, api: httpx.Client,
+                                                           spec: dict) -> None:
+    experiment = kfp_client.create_experiment("runs-list")
+    ids = []
+    for i in range(5):
+        response = api.post("/runs", json={"display_name": f"list {i}", "experiment_id": experiment.experiment_id,
+                                           "pipeline_spec": spec, "runtime_config": {"parameters": {"a": i}}})
+        ids.append(response.json()["run_id"])
+    seen, token = [], ""
+    while True:
+        page = kfp_client.list_runs(experiment_id=experiment.experiment_id, page_size=2, page_token=token,
+                                    sort_by="created_at desc")
+        assert page.total_size == 5 and len(page.runs) <= 2
+        assert all(r.pipeline_spec is None and r.run_details is None for r in page.runs)  # lists stay small
+        seen += [r.run_id for r in page.runs]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ids[::-1]
+
+    named = json.dumps({"predicates": [{"operation": "IN", "key": "display_name",
+                                        "string_values": {"values": ["list 1", "list 3"]}}]})
+    found = kfp_client.list_runs(experiment_id=experiment.experiment_id, filter=named, sort_by="display_name")
+    assert [r.display_name for r in found.runs] == ["list 1", "list 3"]
+
+    for run_id in ids:
+        finished(kfp_client, run_id)
+    succeeded = json.dumps({"predicates": [{"operation": 1, "key": "state", "stringValue": "SUCCEEDED"}]})
+    assert kfp_client.list_runs(experiment_id=experiment.experiment_id, filter=succeeded).total_size == 5
+
+
+def test_runs_of_flowdeck_run_are_listed_too(kfp_client: kfp.Client, kfp_home: Path, spec: dict) -> None:
+    embedded = run_pipeline(spec, {"a": 2, "b": 2}, settings=Settings(home=kfp_home))
+    assert embedded["state"] == "SUCCEEDED"
+    newest = kfp_client.list_runs(sort_by="created_at desc", page_size=1).runs[0]
+    assert newest.run_id == embedded["run_id"]
+    assert newest.experiment_id is None and newest.state == "SUCCEEDED"
+    run = kfp_client.get_run(embedded["run_id"])
+    assert run.runtime_config.parameters == {"a": 2, "b": 2}
+    assert len(run.run_details.task_details) == 2
+
+
+def test_terminate_a_long_run_then_delete_it(kfp_client: kfp.Client) -> None:
+    result = kfp_client.create_run_from_pipeline_func(sleeper, arguments={"seconds": 60},
+                                                      experiment_name="runs-terminate")
+
+    def napping() -> bool:
+        details = kfp_client.get_run(result.run_id).run_details
+        return bool(details and any(t.state == "RUNNING" for t in details.task_details or []))
+
+    assert wait_for(napping, timeout=30, interval=0.1)
+    with pytest.raises(ApiException) as error:
+        kfp_client.delete_run(result.run_id)
+    assert error.value.status == 400 and "terminate it" in error.value.body
+
+    started = time.monotonic()
+    kfp_client.terminate_run(result.run_id)
+    run = finished(kfp_client, result.run_id, timeout=30)
+    assert run.state == "CANCELED" and time.monotonic() - started < 20
+    assert run.error.message
+
+    kfp_client.delete_run(result.run_id)
+    with pytest.raises(ApiException) as error:
+        kfp_client.get_run(result.run_id)
+    assert error.value.status == 404
+
+
+def test_retry_a_failed_run(kfp_client: kfp.Client, tmp_path: Path) -> None:
+    result = kfp_client.create_run_from_pipeline_func(flaky, arguments={"marker": str(tmp_path / "marker")},
+                                                      experiment_name="runs-retry")
+    failed = finished(kfp_client, result.run_id)
+    assert failed.state == "FAILED" and failed.error.message
+    assert failed.run_details.task_details[0].state == "FAILED"
+    kfp_client.runs.run_service_retry_run(result.run_id)
+    assert finished(kfp_client, result.run_id).state == "SUCCEEDED"
+    with pytest.raises(ApiException) as error:  # only FAILED or CANCELED runs can be retried
+        kfp_client.runs.run_service_retry_run(result.run_id)
+    assert error.value.status == 400
+
+
+def test_archive_and_unarchive_a_run(kfp_client: kfp.Client, api: httpx.Client, spec: dict) -> None:
+    run_id = api.post("/runs", json={"display_name": "archive me", "pipeline_spec": spec}).json()["run_id"]
+    kfp_client.archive_run(run_id)
+    assert kfp_client.get_run(run_id).storage_state == "ARCHIVED"
+    archived = json.dumps({"predicates": [{"operation": 1, "key": "storage_state", "stringValue": "ARCHIVED"}]})
+    assert run_id in [r.run_id for r in kfp_client.list_runs(filter=archived, page_size=100).runs]
+    kfp_client.unarchive_run(run_id)
+    assert kfp_client.get_run(run_id).storage_state == "AVAILABLE"
+
+
+@pytest.mark.parametrize(("body", "status", "expected"), [
+    ({"display_name": "x"}, 400, "exactly one pipeline source"),
+    ({"display_name": "x", "pipeline_spec": "SPEC", "pipeline_version_reference": {"pipeline_id": "p"}}, 400,
+     "got pipeline_spec and pipeline_version_reference"),
+    ({"display_name": "x", "pipeline_spec": "SPEC", "runtime_config": {"parameters": {"c": 1}}}, 400,
+     "unknown parameter 'c'"),
+    ({"display_name": "x", "pipeline_spec": "SPEC", "runtime_config": {"parameters": {"a": "one"}}}, 400, "'a'"),
+    ({"display_name": "x", "pipeline_spec": {"pipelineInfo": {"name": "p"}}}, 400, "root"),
+    ({"display_name": "x", "pipeline_spec": "SPEC", "experiment_id": "nope"}, 404, "experiment 'nope' not found"),
+    ({"display_name": "x", "pipeline_version_reference": {"pipeline_id": "nope"}}, 404, "pipeline 'nope'"),
+    ({"display_name": "x", "pipeline_spec": "SPEC", "runtimeConfig": {"parameters": {}, "extra": 1}}, 400,
+     "extra"),
+    ({"display_name": "x", "pipeline_spec": "SPEC", "priority": "high"}, 400, "priority"),
+])
+def test_bad_run_requests(api: httpx.Client, spec: dict, body: dict, status: int, expected: str) -> None:
+    body = {k: (spec if v == "SPEC" else v) for k, v in body.items()}
+    response = api.post("/runs", json=body)
+    assert response.status_code == status, response.text
+    assert expected in response.json()["message"]
+
+
+def test_unknown_runs_are_404(api: httpx.Client) -> None:
+    for method, path in [("GET", "/runs/nope"), ("DELETE", "/runs/nope"), ("POST", "/runs/nope:terminate"),
+                         ("POST", "/runs/nope:retry"), ("POST", "/runs/nope:archive"),
+                         ("POST", "/runs/nope:unarchive")]:
+        response = api.request(method, path)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["code"] == 5

@@ -1,0 +1,70 @@
+"""The KFP API under server settings: a bearer token (kfp.Client's existing_token), and PostgreSQL as the store."""
+
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import kfp
+import pytest
+from kfp import compiler, dsl
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from helpers import ControlPlane, wait_for
+
+StartControlPlane = Callable[..., ControlPlane]
+
+
+@dsl.component
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@dsl.pipeline
+def adder(a: int = 1, b: int = 2) -> int:
+    return add(a=a, b=b).output
+
+
+def client(url: str, token: str | None = None) -> kfp.Client:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return kfp.Client(host=url, existing_token=token)
+
+
+def test_with_a_token_kfp_client_needs_existing_token(control_plane: StartControlPlane) -> None:
+    server = control_plane(env={"FLOWDECK_TOKEN": "s3cret"})
+    experiment = client(server.url, token="s3cret").create_experiment("with-token")
+    assert experiment.experiment_id
+
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = httpx.get(f"{server.url}/apis/v2beta1/experiments", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["code"] == 16  # gRPC UNAUTHENTICATED, in KFP's error body
+
+
+@pytest.mark.postgres
+def test_experiments_pipelines_and_runs_on_postgresql(control_plane: StartControlPlane, postgres_url: str,
+                                                      tmp_path: Path) -> None:
+    schema = f"kfp_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine.dispose()
+    database_url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    server = control_plane(env={"FLOWDECK_DATABASE_URL": database_url.render_as_string(hide_password=False)})
+    kfp_client = client(server.url)
+
+    package = tmp_path / "adder.yaml"
+    compiler.Compiler().compile(adder, str(package))
+    pipeline = kfp_client.upload_pipeline(str(package), pipeline_name="pg-adder")
+    version, = kfp_client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions
+    experiment = kfp_client.create_experiment("pg")
+    run = kfp_client.run_pipeline(experiment.experiment_id, "on postgres", pipeline_id=pipeline.pipeline_id,
+                                  version_id=version.pipeline_version_id, params={"a": 40})
+    assert wait_for(lambda: kfp_client.get_run(run.run_id).state == "SUCCEEDED", timeout=60, interval=0.1), \
+        kfp_client.get_run(run.run_id)
+    listed = kfp_client.list_runs(experiment_id=experiment.experiment_id, sort_by="created_at desc")
+    assert [r.run_id for r in listed.runs] == [run.run_id]
+    assert len(kfp_client.get_run(run.run_id).run_details.task_details) == 1
