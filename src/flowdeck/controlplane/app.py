@@ -11,9 +11,9 @@ import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from flowdeck import __version__
 from flowdeck.config import Settings
@@ -69,6 +69,10 @@ class ServerContext:
 def context(request: Request) -> ServerContext:
     """FastAPI dependency: the running server's context."""
     return request.app.state.context
+
+
+#: A handler parameter annotated `Ctx` receives the server's context.
+Ctx = Annotated[ServerContext, Depends(context)]
 
 
 def create_app(ctx: ServerContext) -> FastAPI:

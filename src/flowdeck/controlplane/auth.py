@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -46,6 +48,10 @@ ADMIN = Caller(name="admin")
 def caller(request: Request) -> Caller:
     """FastAPI dependency: the caller of this request (set by `TokenAuthMiddleware`)."""
     return getattr(request.state, "caller", ADMIN)
+
+
+#: A handler parameter annotated `CallerDep` receives the request's caller.
+CallerDep = Annotated[Caller, Depends(caller)]
 
 
 class TokenAuthMiddleware:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from flowdeck import __version__
-from flowdeck.controlplane.app import ServerContext, context
+from flowdeck.controlplane.app import Ctx
 
 router = APIRouter(include_in_schema=False)
 
@@ -28,7 +28,7 @@ RECENT_RUNS = 20
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, ctx: ServerContext = Depends(context)) -> HTMLResponse:
+def home(request: Request, ctx: Ctx) -> HTMLResponse:
     protected = bool(ctx.settings.token)  # the page itself needs no token, so it shows no data then
     runs: list[Any] = [] if protected else list(ctx.store.list_runs(limit=RECENT_RUNS))
     page = _templates.get_template("home.html").render(

@@ -110,7 +110,7 @@ class Trigger:
         if self.cron is not None:
             times = croniter(self.cron, start, second_at_beginning=True)
             while True:
-                yield times.get_next(datetime)
+                yield times.get_next(datetime).replace(fold=0)
         interval = self.interval or _ONE_SECOND
         while True:
             start += interval
@@ -130,7 +130,7 @@ class Trigger:
             # get_prev is strictly before its start: a second past the horizon includes the horizon.
             latest = croniter(self.cron, _floor_second(horizon) + _ONE_SECOND,
                               second_at_beginning=True).get_prev(datetime)
-            return max(first, latest)
+            return max(first, latest.replace(fold=0))
         interval = self.interval or _ONE_SECOND
         steps = (horizon - first) // interval
         return first + steps * interval

@@ -9,12 +9,12 @@ from __future__ import annotations
 from fastapi import Query
 from fastapi.responses import JSONResponse
 
-from flowdeck.controlplane.app import ServerContext
-from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.app import Ctx, ServerContext
+from flowdeck.controlplane.auth import Caller, CallerDep
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing, wire
 from flowdeck.controlplane.kfp.messages import Empty, Experiment, ListExperimentsResponse
-from flowdeck.controlplane.kfp.routing import CallerDep, Ctx, kfp_router
+from flowdeck.controlplane.kfp.routing import kfp_router
 from flowdeck.store.catalog import Experiments
 
 router = kfp_router("experiments")

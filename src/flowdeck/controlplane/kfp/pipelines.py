@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
-from flowdeck.controlplane.app import ServerContext
-from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.app import Ctx, ServerContext
+from flowdeck.controlplane.auth import Caller, CallerDep
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing, wire
 from flowdeck.controlplane.kfp.messages import (
@@ -26,7 +26,7 @@ from flowdeck.controlplane.kfp.messages import (
     PipelineVersion,
 )
 from flowdeck.controlplane.kfp.packages import MAX_PACKAGE_BYTES, fetch_package, package_name, parse_package, parse_spec
-from flowdeck.controlplane.kfp.routing import CallerDep, Ctx, kfp_router
+from flowdeck.controlplane.kfp.routing import kfp_router
 from flowdeck.pipelines.spec import Pipeline as LoadedPipeline
 from flowdeck.store.catalog import Pipelines, PipelineVersions
 

@@ -16,13 +16,13 @@ from typing import Any
 from fastapi import Query
 from fastapi.responses import JSONResponse
 
-from flowdeck.controlplane.app import ServerContext
-from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.app import Ctx, ServerContext
+from flowdeck.controlplane.auth import Caller, CallerDep
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing, wire
 from flowdeck.controlplane.kfp.messages import Empty, ListRecurringRunsResponse, RecurringRun, Trigger
 from flowdeck.controlplane.kfp.packages import parse_spec
-from flowdeck.controlplane.kfp.routing import CallerDep, Ctx, kfp_router
+from flowdeck.controlplane.kfp.routing import kfp_router
 from flowdeck.controlplane.kfp.runs import check_one_source, resolve_experiment, resolve_version
 from flowdeck.pipelines.api import prepare_arguments
 from flowdeck.pipelines.schedules import parse_trigger

@@ -8,13 +8,11 @@ client mistake surfaces as a 500.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from flowdeck.controlplane.app import ServerContext, context
-from flowdeck.controlplane.auth import Caller, caller
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp.messages import Error
 from flowdeck.pipelines.controller import RunStateError
@@ -37,8 +35,6 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (ScheduleError, 400),
 )
 
-Ctx = Annotated[ServerContext, Depends(context)]
-CallerDep = Annotated[Caller, Depends(caller)]
 
 
 class KfpRoute(APIRoute):
