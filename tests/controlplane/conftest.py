@@ -12,7 +12,6 @@ every server it started is stopped with SIGTERM (SIGKILL if it hangs) when the t
 from __future__ import annotations
 
 import signal
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -57,9 +56,7 @@ def kfp_server(kfp_home: Path) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="module")
 def kfp_client(kfp_server: ControlPlane) -> kfp.Client:
-    with warnings.catch_warnings():  # "This client only works with Kubeflow Pipeline v2.0.0-beta.2 and later"
-        warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=kfp_server.url)
+    return kfp.Client(host=kfp_server.url)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The KFP API under server settings: a bearer token (kfp.Client's existing_token), and PostgreSQL as the store."""
 
 import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,9 +27,7 @@ def adder(a: int = 1, b: int = 2) -> int:
 
 
 def client(url: str, token: str | None = None) -> kfp.Client:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=url, existing_token=token)
+    return kfp.Client(host=url, existing_token=token)
 
 
 def test_with_a_token_kfp_client_needs_existing_token(control_plane: StartControlPlane) -> None:

@@ -26,6 +26,7 @@ from flowdeck.pipelines.model import PreviousTask
 from flowdeck.pipelines.spec import load_pipeline
 from flowdeck.runtime import LocalRuntime
 from flowdeck.store import RunNotFound, Store
+from flowdeck.store.catalog import Experiments
 from flowdeck.store.store import TERMINAL_RUN_STATES
 
 logger = logging.getLogger("flowdeck.controller")
@@ -94,6 +95,8 @@ class RunController:
             pipeline_version_id=pipeline_version_id, recurring_run_id=recurring_run_id,
             scheduled_at=scheduled_at, service_account=service_account, origin="server",
         )
+        if experiment_id:
+            Experiments(self.store).run_created(experiment_id, self.store.get_run(run_id).created_at)
         self._submit(run_id, resume=False)
         return run_id
 

@@ -103,7 +103,6 @@ def create_run(body: Run, ctx: Ctx, caller: CallerDep,
         service_account=body.service_account,
     )
     row = RunCatalog(ctx.store).get(run_id)
-    Experiments(ctx.store).run_created(experiment.id, row.created_at)
     return wire.respond(wire.run(row, with_spec=True))
 
 
