@@ -1,8 +1,11 @@
-"""`flowdeck logs`: print what a run's tasks wrote to stdout and stderr.
+"""`flowdeck logs`: print what a run's tasks wrote to stdout and stderr, or a resource's logs.
 
 Each attempt of each task has its own log file, recorded in the store (`task_attempts.log_path`), so
 logs survive the run and retries keep every try. A TASK names a task by path or by name; a name
 matches every iteration of a loop, and each match is printed under a header.
+
+When the first argument names a resource kind (`flowdeck logs pipelinerun nightly`), the logs come
+from the control plane instead, through the kind's own logs hook.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ if TYPE_CHECKING:
     from flowdeck.store import AttemptRow, TaskRow
 
 
-@click.command(short_help="Print the logs of a run's tasks.")
-@click.argument("run_ref", metavar="RUN")
-@click.argument("task_ref", metavar="[TASK]", required=False)
-def logs(run_ref: str, task_ref: str | None) -> int:
-    """Print the logs of RUN's tasks (RUN is an id or a unique prefix of one).
+@click.command(short_help="Print the logs of a run's tasks, or of a resource.")
+@click.argument("run_ref", metavar="RUN|KIND")
+@click.argument("task_ref", metavar="[TASK|NAME]", required=False)
+@click.option("-n", "--namespace", default=None, metavar="NAMESPACE",
+              help="With KIND NAME: the resource's namespace (default: `default`).")
+def logs(run_ref: str, task_ref: str | None, namespace: str | None) -> int:
+    """Print the logs of RUN's tasks (RUN is an id or a unique prefix of one), or of the resource NAME
+    of KIND (through the control plane, see `flowdeck up`).
 
     TASK is a task's path (as `flowdeck runs get` shows it, e.g. `train` or `for-loop-2[0]/square`) or
     its name (`square`: every loop iteration of it). Without TASK, every task that ran is printed.
@@ -34,7 +40,15 @@ def logs(run_ref: str, task_ref: str | None) -> int:
       flowdeck logs 1a2b3c4d
       flowdeck logs 1a2b3c4d train
       flowdeck logs 1a2b3c4d 'for-loop-2[0]/square'
+      flowdeck logs pipelinerun nightly
     """
+    from flowdeck.resources.registry import registry
+
+    kind = registry().find(run_ref)
+    if kind is not None:
+        return _resource_logs(kind.kind, task_ref, namespace)
+    if namespace is not None:
+        raise CLIError(f"--namespace goes with KIND NAME; {run_ref!r} is not a resource kind")
     with open_cli_store() as store:
         run = find_run(store, run_ref)
         tasks = list(store.list_tasks(run.id))
@@ -74,6 +88,18 @@ def logs(run_ref: str, task_ref: str | None) -> int:
         if task.id not in by_task and task_ref is not None:
             click.echo(f"flowdeck: {task.path}: no logs ({_why_no_logs(task)})", err=True)
     return FAILURE if missing else 0
+
+
+def _resource_logs(kind: str, name: str | None, namespace: str | None) -> int:
+    from flowdeck.cli.client import ControlPlaneClient
+    from flowdeck.cli.resources import object_path
+
+    if not name:
+        raise CLIError(f"give the NAME of the {kind} whose logs to print: flowdeck logs {kind.lower()} NAME")
+    with ControlPlaneClient() as client:
+        text = client.request("GET", object_path(namespace or "default", kind, name) + "/log")
+    _write(text if isinstance(text, str) else str(text))
+    return 0
 
 
 def _match(tasks: Sequence[TaskRow], ref: str, run_id: str) -> list[TaskRow]:

@@ -25,6 +25,10 @@ COMMANDS: dict[str, str] = {
     "runs": "flowdeck.cli.runs:runs",
     "logs": "flowdeck.cli.logs:logs",
     "up": "flowdeck.cli.up:up",
+    "apply": "flowdeck.cli.resources:apply",
+    "get": "flowdeck.cli.resources:get",
+    "describe": "flowdeck.cli.resources:describe",
+    "delete": "flowdeck.cli.resources:delete",
 }
 
 

@@ -201,7 +201,7 @@ def run_details(console: Console, run: RunRow, document: dict[str, Any]) -> None
         ("Created", format_time(run.created_at)),
         ("Finished", format_time(run.finished_at)),
         ("Duration", format_duration(run_seconds(run))),
-        ("Caching", "on" if run.enable_caching else "off (--no-cache)"),
+        ("Caching", "" if run.enable_caching is None else "on" if run.enable_caching else "off (--no-cache)"),
     ]
     arguments = run.arguments or {}
     if arguments:
@@ -229,7 +229,8 @@ def run_details(console: Console, run: RunRow, document: dict[str, Any]) -> None
     table.add_column("ERROR", overflow="fold")
     for task in tasks:
         table.add_row(Text(task["path"]), state(task["state"]), "yes" if task.get("cached") else "",
-                      str(task.get("attempts") or 0), Text(task.get("error") or "", style="red"))
+                      str(task["attempts"] or 0) if "attempts" in task else "",
+                      Text(task.get("error") or "", style="red"))
     console.print(table)
     failed = [task for task in tasks if task["state"] == "FAILED" and task.get("attempts")]
     if failed:

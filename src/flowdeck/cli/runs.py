@@ -1,15 +1,21 @@
-"""`flowdeck runs list|get`: the recorded runs, read straight from the metadata store.
+"""`flowdeck runs list|get`: the recorded runs, from the metadata store or from a control plane.
 
-Every `flowdeck run` (and, later, every run the server executes) lands in the same store, so these
+Every `flowdeck run` and every run the control plane executes lands in the same store, so these
 commands need no server. Runs whose engine process died are marked FAILED first, so that a crashed
-or killed `flowdeck run` never shows as RUNNING forever.
+or killed `flowdeck run` never shows as RUNNING forever. With `FLOWDECK_URL` set, the runs come from
+that control plane's KFP API instead (it may run on another machine), shown the same way.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
 import click
 
-from flowdeck.cli.common import find_run, open_cli_store
+from flowdeck.cli.common import CLIError, find_run, load_settings, open_cli_store
 
 RUN_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
 
@@ -41,9 +47,12 @@ def list_runs(limit: int, state_filter: str | None, as_json: bool) -> int:
     """
     from flowdeck.cli import render
 
-    with open_cli_store() as store:
-        store.fail_orphaned_runs()
-        rows = store.list_runs(limit=limit, state=state_filter.upper() if state_filter else None)
+    if load_settings().url:
+        rows: Any = _remote_runs(limit, state_filter.upper() if state_filter else None)
+    else:
+        with open_cli_store() as store:
+            store.fail_orphaned_runs()
+            rows = store.list_runs(limit=limit, state=state_filter.upper() if state_filter else None)
     if as_json:
         render.print_json([render.run_record(row) for row in rows])
         return 0
@@ -69,18 +78,109 @@ def get_run(run_ref: str, as_json: bool) -> int:
     Tasks inside loops appear once per iteration, as `LOOP[i]/TASK`.
     """
     from flowdeck.cli import render
-    from flowdeck.pipelines.api import describe_run
 
-    with open_cli_store() as store:
-        store.fail_orphaned_runs()
-        row = find_run(store, run_ref)
-        document = describe_run(store, row.id)
+    if load_settings().url:
+        row, document = _remote_run(run_ref)
+    else:
+        from flowdeck.pipelines.api import describe_run
+
+        with open_cli_store() as store:
+            store.fail_orphaned_runs()
+            row = find_run(store, run_ref)
+            document = describe_run(store, row.id)
     if as_json:
         extra = {"arguments": row.arguments or {}, "enable_caching": row.enable_caching,
                  "created_at": row.created_at, "started_at": row.started_at, "finished_at": row.finished_at}
         for key, value in extra.items():
-            document.setdefault(key, value)
+            if value is not None or key != "enable_caching":
+                document.setdefault(key, value)
         render.print_json(document)
         return 0
     render.run_details(render.stdout(), row, document)
     return 0
+
+
+# -- from a control plane ---------------------------------------------------------------------------
+KFP_RUNS = "/apis/v2beta1/runs"
+#: Runs looked at when a RUN prefix has to be resolved through the API.
+_PREFIX_CANDIDATES = 100
+
+
+@dataclass
+class RemoteRun:
+    """A run as the KFP API describes it, with the attributes the renderers read from a stored run."""
+
+    id: str
+    pipeline_name: str
+    display_name: str
+    state: str
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    #: Not part of KFP's run message; None leaves it out.
+    enable_caching: bool | None = None
+
+    @classmethod
+    def from_api(cls, run: dict[str, Any]) -> RemoteRun:
+        started = next((h.get("update_time") for h in run.get("state_history") or [] if h.get("state") == "RUNNING"),
+                       None)
+        spec = run.get("pipeline_spec") or {}
+        spec = spec.get("pipeline_spec", spec)
+        return cls(
+            id=run["run_id"], pipeline_name=(spec.get("pipelineInfo") or {}).get("name") or run.get("display_name", ""),
+            display_name=run.get("display_name", ""), state=run.get("state", ""),
+            created_at=_time(run.get("created_at")), started_at=_time(started),
+            finished_at=_time(run.get("finished_at")), error=(run.get("error") or {}).get("message"),
+            arguments=(run.get("runtime_config") or {}).get("parameters") or {},
+        )
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _remote_runs(limit: int, state: str | None) -> list[RemoteRun]:
+    from flowdeck.cli.client import ControlPlaneClient
+
+    params: dict[str, Any] = {"page_size": limit, "sort_by": "created_at desc"}
+    if state:
+        params["filter"] = json.dumps({"predicates": [{"operation": "EQUALS", "key": "state", "string_value": state}]})
+    with ControlPlaneClient() as client:
+        answer = client.request("GET", KFP_RUNS, params=params)
+    return [RemoteRun.from_api(run) for run in answer.get("runs") or []]
+
+
+def _remote_run(ref: str) -> tuple[RemoteRun, dict[str, Any]]:
+    """The run whose id is `ref` (or the only one whose id starts with it), and its run document."""
+    from urllib.parse import quote
+
+    from flowdeck.cli.client import ControlPlaneClient
+
+    with ControlPlaneClient() as client:
+        run = client.request("GET", f"{KFP_RUNS}/{quote(ref, safe='')}", missing_ok=True)
+        if run is None:
+            substring = {"predicates": [{"operation": "IS_SUBSTRING", "key": "run_id", "string_value": ref}]}
+            listed = client.request("GET", KFP_RUNS, params={"filter": json.dumps(substring),
+                                                             "page_size": _PREFIX_CANDIDATES})
+            matches = [r["run_id"] for r in listed.get("runs") or [] if r["run_id"].startswith(ref)]
+            if len(matches) != 1:
+                raise CLIError(f"several runs match {ref!r}; give more of the id" if matches
+                               else f"no run matches {ref!r} at {client.url}")
+            run = client.request("GET", f"{KFP_RUNS}/{quote(matches[0], safe='')}")
+    row = RemoteRun.from_api(run)
+    details = (run.get("run_details") or {}).get("task_details") or []
+    by_id = {task["task_id"]: task for task in details}
+
+    def path(task: dict[str, Any]) -> str:
+        parent = by_id.get(task.get("parent_task_id") or "")
+        name = task.get("display_name", "")
+        return f"{path(parent)}/{name}" if parent is not None else name
+
+    tasks = [{"name": t.get("display_name", ""), "display_name": t.get("display_name", ""), "path": path(t),
+              "state": t.get("state", ""), "error": (t.get("error") or {}).get("message"),
+              "started_at": t.get("start_time"), "finished_at": t.get("end_time")} for t in details]
+    document = {"run_id": row.id, "pipeline": row.pipeline_name, "display_name": row.display_name,
+                "state": row.state, "error": row.error, "outputs": {}, "tasks": tasks}
+    return row, document

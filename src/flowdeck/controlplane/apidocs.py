@@ -67,13 +67,35 @@ def endpoints(schema: dict[str, Any]) -> list[Endpoint]:
             content = (operation.get("requestBody") or {}).get("content") or {}
             for media_type, media in content.items():
                 body = f"{media_type}: {_type_name(media.get('schema') or {})}"
-            description = (operation.get("description") or "").strip()
+            # FastAPI's summary is the function name; the handler's docstring says more
+            summary, _, description = (operation.get("description") or "").strip().partition("\n")
             found.append(Endpoint(
-                method=method.upper(), path=path, summary=operation.get("summary") or "",
-                description=description, tag=(operation.get("tags") or ["other"])[0],
+                method=method.upper(), path=path, summary=summary or operation.get("summary") or "",
+                description=description.strip(), tag=(operation.get("tags") or ["other"])[0],
                 parameters=parameters, body=body,
             ))
     return sorted(found, key=lambda e: (e.tag, e.path, METHODS.index(e.method.lower())))
+
+
+@dataclass
+class Model:
+    name: str
+    description: str
+    fields: list[Parameter]
+
+
+def models(schema: dict[str, Any]) -> list[Model]:
+    """The request and response messages (component schemas) with their fields."""
+    found = []
+    for name, model in sorted(((schema.get("components") or {}).get("schemas") or {}).items()):
+        required = set(model.get("required") or ())
+        fields = [
+            Parameter(name=field_name, location="", required=field_name in required, type=_type_name(spec),
+                      description=(spec.get("description") or "").replace("\n", " "))
+            for field_name, spec in (model.get("properties") or {}).items()
+        ]
+        found.append(Model(name=name, description=(model.get("description") or "").strip(), fields=fields))
+    return found
 
 
 def markdown(schema: dict[str, Any]) -> str:
@@ -102,6 +124,16 @@ def markdown(schema: dict[str, Any]) -> str:
                 lines.append(f"| `{p.name}` | {p.location} | {p.type} | {'yes' if p.required else 'no'} | {text} |")
         if endpoint.body:
             lines += ["", f"Body: `{endpoint.body}`"]
+    lines += ["", "## Messages"]
+    for model in models(schema):
+        lines += ["", f"### {model.name}"]
+        if model.description:
+            lines += ["", model.description]
+        if model.fields:
+            lines += ["", "| field | type | required | description |", "|---|---|---|---|"]
+            for f in model.fields:
+                text = f.description.replace("|", "\\|")
+                lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.required else 'no'} | {text} |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +146,8 @@ _templates = Environment(
 @router.get("/docs", response_class=HTMLResponse)
 def reference_page(request: Request) -> HTMLResponse:
     schema = request.app.openapi()
-    page = _templates.get_template("api.html").render(info=schema.get("info") or {}, endpoints=endpoints(schema))
+    page = _templates.get_template("api.html").render(info=schema.get("info") or {}, endpoints=endpoints(schema),
+                                                      models=models(schema))
     return HTMLResponse(page)
 
 

@@ -1,0 +1,83 @@
+"""The CLI's HTTP client for the control plane (`FLOWDECK_URL`, default http://127.0.0.1:8080).
+
+Every failure becomes one `CLIError` line: nothing answering at the URL (with the hint to run
+`flowdeck up`), an API error (its message, as the server wrote it), or an answer that is not from
+a flowdeck control plane. httpx is imported when a client is made, not when the CLI starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flowdeck.cli.common import FAILURE, USAGE, CLIError, load_settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from flowdeck.config import Settings
+
+#: HTTP statuses that mean the request itself was wrong (exit 2); any other error exits 1.
+_USAGE_STATUSES = frozenset({400, 404, 409, 422})
+
+
+class ControlPlaneClient:
+    """Calls the control plane's API; `request` returns the decoded JSON (or text) of a success."""
+
+    def __init__(self, settings: Settings | None = None, timeout: float = 30.0) -> None:
+        import httpx
+
+        settings = settings or load_settings()
+        self.url = settings.control_plane_url
+        headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers,
+                                  timeout=httpx.Timeout(timeout, connect=5.0))
+
+    def __enter__(self) -> ControlPlaneClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        """The decoded answer; with `missing_ok`, None when the server answers 404."""
+        response = self.send(method, path, missing_ok=missing_ok, **kwargs)
+        if response.status_code == 404:
+            return None
+        if "json" in response.headers.get("content-type", ""):
+            return response.json()
+        return response.text
+
+    def send(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
+        """The successful (or, with `missing_ok`, 404) response, or a `CLIError` saying why there is none."""
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise CLIError(f"no flowdeck control plane answers at {self.url}; start one with `flowdeck up` "
+                           "(or set FLOWDECK_URL)", FAILURE) from None
+        except httpx.TimeoutException:
+            raise CLIError(f"the control plane at {self.url} did not answer in time", FAILURE) from None
+        except httpx.HTTPError as exc:
+            raise CLIError(f"cannot reach the control plane at {self.url}: {exc}", FAILURE) from None
+        if response.is_success or (missing_ok and response.status_code == 404):
+            return response
+        raise CLIError(_error_message(response, self.url),
+                       USAGE if response.status_code in _USAGE_STATUSES else FAILURE)
+
+
+def _error_message(response: httpx.Response, url: str) -> str:
+    """The API's own message (KFP error body), or what answered instead of a control plane."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = body["message"].strip().splitlines()
+        if message:
+            return message[0]
+    return (f"{url} answered HTTP {response.status_code} {response.reason_phrase} to "
+            f"{response.request.method} {response.request.url.path}: is it a flowdeck control plane?")
