@@ -74,6 +74,9 @@ class ControlPlane:
             return self.process.wait()
 
 
+#: `start(env=None, args=(), home=None) -> ControlPlane`: the `control_plane` fixture's factory.
+StartControlPlane = Callable[..., ControlPlane]
+
 #: Settings a test's control plane must not inherit from the environment running the tests.
 _INHERITED = ("FLOWDECK_URL", "FLOWDECK_TOKEN", "FLOWDECK_DATABASE_URL", "FLOWDECK_ARTIFACT_ROOT")
 

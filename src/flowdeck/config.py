@@ -15,9 +15,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+from flowdeck.defaults import DEFAULT_URL
 
 
 class Settings(BaseSettings):

@@ -12,16 +12,14 @@ every server it started is stopped with SIGTERM (SIGKILL if it hangs) when the t
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import kfp
 import pytest
 
-from helpers import ControlPlane, start_control_plane
-
-StartControlPlane = Callable[..., ControlPlane]
+from helpers import ControlPlane, StartControlPlane, start_control_plane
 
 
 @pytest.fixture

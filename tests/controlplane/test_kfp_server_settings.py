@@ -1,7 +1,6 @@
 """The KFP API under server settings: a bearer token (kfp.Client's existing_token), and PostgreSQL as the store."""
 
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -11,9 +10,7 @@ from kfp import compiler, dsl
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from helpers import ControlPlane, wait_for
-
-StartControlPlane = Callable[..., ControlPlane]
+from helpers import StartControlPlane, wait_for
 
 
 @dsl.component

@@ -53,19 +53,25 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="flowdeck", message="%(prog)s %(version)s")
 def cli() -> None:
-    """flowdeck: run Kubeflow pipelines on this machine, fast.
+    """flowdeck: Kubeflow's ML platform on this machine.
 
-    Give `flowdeck run` a pipeline written with the kfp SDK (a Python file) or compiled by it (a YAML
-    file); every run is recorded, so `flowdeck runs` and `flowdeck logs` can show it afterwards.
+    `flowdeck up` starts the control plane: the KFP API (the real kfp.Client works against it), the
+    resource API behind apply/get/describe/delete, and the dashboard. `flowdeck run` runs one
+    pipeline written with the kfp SDK (a Python file) or compiled by it (a YAML file) without a
+    server; every run is recorded, so `flowdeck runs` and `flowdeck logs` can show it afterwards.
 
     \b
     Examples:
-      flowdeck run examples/hello_pipeline.py
-      flowdeck run pipeline.yaml -p learning_rate=0.1 -p epochs=3
+      flowdeck up
+      flowdeck run examples/hello_pipeline.py -p name=Ada
       flowdeck runs list
       flowdeck logs 1a2b3c4d train
+      flowdeck apply -f run.yaml --wait
+      flowdeck get pipelineruns
 
     State lives in FLOWDECK_HOME (default ~/.flowdeck): the run database, artifacts and logs.
+    Commands that talk to the control plane use FLOWDECK_URL (default http://127.0.0.1:8080) and
+    FLOWDECK_TOKEN.
     """
 
 

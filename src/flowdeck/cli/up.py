@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from flowdeck.cli.common import FAILURE, CLIError, load_settings
-from flowdeck.config import DEFAULT_HOST, DEFAULT_PORT
+from flowdeck.defaults import DEFAULT_HOST, DEFAULT_PORT
 
 
 @click.command()
