@@ -99,9 +99,9 @@ def states_by_name(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def test_created_run_executes_with_its_parameters(controller: RunController, store: Store, tmp_path: Path) -> None:
+    (tmp_path / "failed-once").touch()  # fail_once succeeds at once
     run_id = controller.create_run(pipeline_spec=spec(flaky), parameters={"marker_dir": str(tmp_path)},
                                    display_name="api run", namespace="", experiment_id="exp-1")
-    (tmp_path / "failed-once").touch()
     assert wait_state(store, run_id, {"SUCCEEDED", "FAILED"}) == "SUCCEEDED"
     run = store.get_run(run_id)
     assert (run.display_name, run.origin, run.experiment_id) == ("api run", "server", "exp-1")

@@ -36,7 +36,7 @@ def client(sqlite_store: Store, tmp_path: Path) -> Iterator[TestClient]:
     ctx = ServerContext(settings=settings, store=sqlite_store, runs=runs)
     ctx.services.append(create_controller(sqlite_store, settings, runs, kinds=Registry([WIDGET, QUIET])))
     app = create_app(ctx)
-    yield TestClient(app)
+    yield TestClient(app, base_url="http://127.0.0.1")
     app.dependency_overrides.clear()
 
 

@@ -13,11 +13,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 
 from flowdeck import __version__
 from flowdeck.config import Settings
-from flowdeck.controlplane.auth import TokenAuthMiddleware
+from flowdeck.controlplane.auth import RequestGuard
 from flowdeck.controlplane.errors import install_error_handlers
 from flowdeck.pipelines.controller import RunController
 from flowdeck.store import Store
@@ -50,6 +51,8 @@ class ServerContext:
     settings: Settings
     store: Store
     runs: RunController
+    #: The address the server listens on (requests must name it, or a loopback name, as Host).
+    bind_host: str = "127.0.0.1"
     #: Fires recurring runs (None until one is configured, e.g. in tests of the API alone).
     schedules: Schedules | None = None
     #: Started in order after the run controller, stopped in reverse order before it.
@@ -80,11 +83,12 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        ctx.start()
+        # on a worker thread: stopping waits for engines, and the event loop must stay responsive
+        await anyio.to_thread.run_sync(ctx.start)
         try:
             yield
         finally:
-            ctx.stop()
+            await anyio.to_thread.run_sync(ctx.stop)
 
     app = FastAPI(
         title="flowdeck control plane",
@@ -96,7 +100,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     )
     app.state.context = ctx
     install_error_handlers(app)
-    app.add_middleware(TokenAuthMiddleware, token=ctx.settings.token)
+    app.add_middleware(RequestGuard, token=ctx.settings.token, bind_host=ctx.bind_host)
     for module_name, attribute in ROUTERS:
         app.include_router(getattr(importlib.import_module(module_name), attribute))
     return app

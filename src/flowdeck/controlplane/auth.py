@@ -2,7 +2,9 @@
 
 With a token configured (`flowdeck up --token` or `FLOWDECK_TOKEN`), every API call must carry
 `Authorization: Bearer <token>` (what `kfp.Client(existing_token=...)` sends); without one, the
-control plane serves whoever can reach it, which is why it binds 127.0.0.1 by default.
+control plane serves whoever can reach it, which is why it binds 127.0.0.1 by default. Either way,
+web pages cannot use it: requests must name the server itself as Host (no DNS rebinding), and
+state-changing requests from another site are refused (`RequestGuard`).
 
 Handlers never look at headers themselves: they receive a `Caller` and ask it whether a namespace
 may be read or written. Today a caller is the single implicit admin and may use every namespace;
@@ -22,7 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flowdeck.controlplane.errors import ApiError, error_response
 
 #: Paths served without a token: the dashboard shell (it shows no data), and API documentation.
-PUBLIC_PATHS = frozenset({"/", "/favicon.ico", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+PUBLIC_PATHS = frozenset({"/", "/favicon.ico", "/docs", "/openapi.json"})
+#: Host names that always reach a control plane bound to a loopback address.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+#: Methods that change state: refused when a browser sends them from another origin.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ ADMIN = Caller(name="admin")
 
 
 def caller(request: Request) -> Caller:
-    """FastAPI dependency: the caller of this request (set by `TokenAuthMiddleware`)."""
+    """FastAPI dependency: the caller of this request (set by `RequestGuard`)."""
     return getattr(request.state, "caller", ADMIN)
 
 
@@ -54,21 +60,55 @@ def caller(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-class TokenAuthMiddleware:
-    """Require the configured bearer token on every HTTP request outside `PUBLIC_PATHS`."""
+class RequestGuard:
+    """Checks every HTTP request before any route sees it.
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    - Outside `PUBLIC_PATHS`, the configured bearer token is required (when there is one).
+    - The Host header must name this server: a loopback name, or the address it was bound to. A web
+      page cannot then reach a loopback control plane through DNS rebinding.
+    - State-changing requests that a browser marks as coming from another site (Origin naming
+      another host, or Sec-Fetch-Site: cross-site) are refused: no web page can submit a run.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, bind_host: str) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
+        # bound to every interface without a token: the user chose exposure (and was warned)
+        self.any_host = bind_host in ("0.0.0.0", "::") and token is None
+        self.hosts = LOOPBACK_NAMES | {bind_host.lower(), f"[{bind_host.lower()}]"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope.setdefault("state", {})["caller"] = ADMIN
-            if self.expected is not None and scope["path"] not in PUBLIC_PATHS:
-                given = dict(scope["headers"]).get(b"authorization", b"")
-                if not secrets.compare_digest(given, self.expected):
-                    reason = "invalid bearer token" if given else "this control plane requires a bearer token"
-                    response = error_response(401, reason, headers={"WWW-Authenticate": "Bearer"})
-                    await response(scope, receive, send)
-                    return
+            problem = self._problem(scope)
+            if problem is not None:
+                status, message = problem
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                await error_response(status, message, headers=headers)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    def _problem(self, scope: Scope) -> tuple[int, str] | None:
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        if not self.any_host and _hostname(host) not in self.hosts:
+            return 403, f"host {host!r} is not this control plane's address (DNS rebinding is refused)"
+        if scope["method"] in UNSAFE_METHODS:
+            origin = headers.get(b"origin", b"").decode("latin-1").lower()
+            cross_origin = origin not in ("", "null") and origin.split("://", 1)[-1] != host
+            if cross_origin or headers.get(b"sec-fetch-site") == b"cross-site":
+                return 403, "cross-site request refused"
+        if self.expected is not None and scope["path"] not in PUBLIC_PATHS:
+            given = headers.get(b"authorization", b"")
+            scheme, _, credentials = given.partition(b" ")
+            if not secrets.compare_digest(b"Bearer " + credentials if scheme.lower() == b"bearer" else given,
+                                          self.expected):
+                return 401, "invalid bearer token" if given else "this control plane requires a bearer token"
+        return None
+
+
+def _hostname(host: str) -> str:
+    """`host[:port]` or `[v6]:port` without the port."""
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

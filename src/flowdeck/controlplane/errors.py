@@ -31,18 +31,6 @@ class ApiError(Exception):
         self.message = message
 
 
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, message)
-
-
-def not_found(message: str) -> ApiError:
-    return ApiError(404, message)
-
-
-def conflict(message: str) -> ApiError:
-    return ApiError(409, message)
-
-
 def error_body(status: int, message: str) -> dict[str, Any]:
     code = GRPC_CODES.get(status, 2)
     return {

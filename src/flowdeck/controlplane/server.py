@@ -8,6 +8,7 @@ running runs so that the next start resumes them.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import signal
 import socket
@@ -17,11 +18,12 @@ from collections.abc import Callable
 import uvicorn
 
 from flowdeck.config import Settings
-from flowdeck.controlplane.app import ServerContext, create_app
+from flowdeck.controlplane.app import ServerContext, Service, create_app
 from flowdeck.pipelines.controller import RunController
 from flowdeck.pipelines.schedules import ScheduleRunner
 from flowdeck.resources.controller import create_controller
 from flowdeck.store import open_store
+from flowdeck.store.ownership import StoreLocked, control_plane_lock
 
 
 class ServeError(RuntimeError):
@@ -39,7 +41,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        if exc.errno == 98:  # EADDRINUSE
+        if exc.errno == errno.EADDRINUSE:
             raise ServeError(f"port {port} on {host} is in use (is another `flowdeck up` running? "
                              "pick another with --port)") from None
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -80,7 +82,13 @@ def serve(settings: Settings, host: str, port: int, announce: Callable[[str], No
     except Exception as exc:
         sock.close()
         raise ServeError(f"cannot open the run database: {str(exc).splitlines()[0]}") from None
-    ctx = ServerContext(settings=settings, store=store, runs=RunController(store, settings))
+    try:
+        lock = control_plane_lock(store.engine)
+    except StoreLocked as exc:
+        sock.close()
+        store.close()
+        raise ServeError(f"{exc}; stop it first, or give this one its own FLOWDECK_HOME") from None
+    ctx = ServerContext(settings=settings, store=store, runs=RunController(store, settings), bind_host=host)
     ctx.services.extend(_services(ctx))
     app = create_app(ctx)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10,
@@ -103,6 +111,7 @@ def serve(settings: Settings, host: str, port: int, announce: Callable[[str], No
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sock.close()
+        lock.release()
         store.close()
 
 
@@ -110,7 +119,7 @@ def _ignore(_signum: int, _frame: object) -> None:
     """A signal handler that does nothing (see `serve`)."""
 
 
-def _services(ctx: ServerContext) -> list:
+def _services(ctx: ServerContext) -> list[Service]:
     """Background services besides the run controller (schedules, resource controllers)."""
     ctx.schedules = ScheduleRunner(ctx.store, ctx.runs)
     return [ctx.schedules, create_controller(ctx.store, ctx.settings, ctx.runs)]

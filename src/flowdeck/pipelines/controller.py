@@ -14,8 +14,8 @@ import os
 import signal
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime
 from typing import Any
 
 from flowdeck.config import Settings
@@ -27,12 +27,15 @@ from flowdeck.pipelines.spec import load_pipeline
 from flowdeck.runtime import LocalRuntime
 from flowdeck.store import RunNotFound, Store
 from flowdeck.store.catalog import Experiments
+from flowdeck.store.ownership import instance_alive
 from flowdeck.store.store import TERMINAL_RUN_STATES
 
 logger = logging.getLogger("flowdeck.controller")
 
 TERMINATED = "canceled: terminated through the API"
 SUSPENDED = "the control plane stopped; the run resumes when it starts again"
+#: How long `stop` waits for suspended engines before their processes are killed.
+STOP_SECONDS = 30.0
 
 
 class RunStateError(ValueError):
@@ -48,6 +51,7 @@ class RunController:
         self._lock = threading.Lock()
         self._engines: dict[str, Engine] = {}
         self._queued: set[str] = set()
+        self._futures: set[Future[None]] = set()
         self._stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -67,12 +71,14 @@ class RunController:
         with self._lock:
             self._stopping = True
             engines = list(self._engines.values())
+            futures = list(self._futures)
         for engine in engines:
             engine.request_suspend(SUSPENDED)
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures, timeout=STOP_SECONDS)  # engines stop their processes within seconds
         if self.runtime is not None:
-            self.runtime.close()
+            self.runtime.close()  # whatever still runs is killed with the fork server
         self.store.release_runs()
 
     # -- requests ---------------------------------------------------------------------------------
@@ -113,16 +119,15 @@ class RunController:
                 engine.request_cancel(TERMINATED)
                 return
             if run.id in self._queued:
-                self._queued.discard(run.id)  # its worker sees CANCELED and does nothing
-                self._end(run.id, "CANCELED", TERMINATED)
+                self._queued.discard(run.id)  # its worker finds it gone and does nothing
+                self.store.end_run(run.id, "CANCELED", TERMINATED)
                 return
         if run.state in TERMINAL_RUN_STATES:
             return
-        pid = run.engine_pid
-        if (run.origin == "embedded" and run.engine_host == socket.gethostname() and pid
-                and pid != os.getpid() and _signal(pid, signal.SIGTERM)):
+        if (run.origin == "embedded" and run.engine_host == socket.gethostname() and run.engine_pid
+                and instance_alive(run.engine_instance) and _signal(run.engine_pid, signal.SIGTERM)):
             return  # that engine records CANCELED itself
-        self._end(run.id, "CANCELED", TERMINATED)
+        self.store.end_run(run.id, "CANCELED", TERMINATED)  # only if it has not ended meanwhile
 
     def retry(self, run_id: str) -> None:
         """Run a FAILED or CANCELED run again in place, reusing the tasks that succeeded.
@@ -130,13 +135,11 @@ class RunController:
         Raises `RunNotFound`, or `RunStateError` for a run in any other state.
         """
         run = self.store.get_run(run_id)
-        if run.state not in ("FAILED", "CANCELED"):
-            raise RunStateError(f"run {run.id} is {run.state}: only FAILED or CANCELED runs can be retried")
         with self._lock:
-            if run.id in self._engines or run.id in self._queued:
-                raise RunStateError(f"run {run.id} is still being executed")
-        self.store.update_run(run.id, state="PENDING", error=None, finished_at=None, origin="server",
-                              engine_host=socket.gethostname(), engine_pid=os.getpid())
+            busy = run.id in self._engines or run.id in self._queued
+        if busy or not self.store.restart_run(run.id, from_states=("FAILED", "CANCELED")):
+            state = self.store.get_run(run.id).state
+            raise RunStateError(f"run {run.id} is {state}: only FAILED or CANCELED runs can be retried")
         self._submit(run.id, resume=True)
 
     def is_active(self, run_id: str) -> bool:
@@ -150,21 +153,39 @@ class RunController:
             if self._stopping or self._pool is None:
                 return  # stays PENDING; the next start resumes it
             self._queued.add(run_id)
-            self._pool.submit(self._execute, run_id, resume)
+            self._futures = {f for f in self._futures if not f.done()}
+            self._futures.add(self._pool.submit(self._execute, run_id, resume))
 
     def _execute(self, run_id: str, resume: bool) -> None:
         try:
-            self._drive(run_id, resume)
+            engine = self._prepare(run_id, resume)
+        except Exception as exc:  # the run cannot start (its pipeline or arguments no longer load)
+            with self._lock:
+                self._queued.discard(run_id)
+            self.store.end_run(run_id, "FAILED", f"cannot start the run: {str(exc).splitlines()[0]}")
+            return
+        if engine is None:
+            return
+        try:
+            drive(engine, self.store)
+        except (KeyboardInterrupt, RunSuspended):
+            pass  # canceled (recorded by drive), or suspended (left for the next start to resume)
         except Exception:  # an engine bug: drive() recorded the run FAILED; keep the worker alive
             logger.exception("run %s: engine error", run_id)
+        finally:
+            with self._lock:
+                self._engines.pop(run_id, None)
 
-    def _drive(self, run_id: str, resume: bool) -> None:
+    def _prepare(self, run_id: str, resume: bool) -> Engine | None:
+        """The engine for a queued run, registered as executing; None when it must not run any more."""
         try:
             run = self.store.get_run(run_id)
         except RunNotFound:  # deleted while queued
+            run = None
+        if run is None or run.state not in ("PENDING", "RUNNING"):  # terminated or deleted meanwhile
             with self._lock:
                 self._queued.discard(run_id)
-            return
+            return None
         assert self.runtime is not None
         pipeline = load_pipeline({"pipeline_spec": run.pipeline_spec, "platform_spec": run.platform_spec or {}})
         parameters, artifacts = prepare_arguments(pipeline, run.arguments or {})
@@ -174,26 +195,10 @@ class RunController:
         with self._lock:
             if run_id not in self._queued or self._stopping:  # terminated while queued, or shutting down
                 self._queued.discard(run_id)
-                return
+                return None
             self._queued.discard(run_id)
             self._engines[run_id] = engine
-        try:
-            drive(engine, self.store)
-        except KeyboardInterrupt:
-            pass  # canceled: recorded by drive()
-        except RunSuspended:
-            return  # left RUNNING: the next start resumes it
-        finally:
-            with self._lock:
-                self._engines.pop(run_id, None)
-        if resume:  # tasks of the earlier execution that this one never reached
-            final = self.store.get_run(run_id)
-            self.store.end_unfinished_tasks(run_id, "CANCELED" if final.state == "CANCELED" else "SKIPPED",
-                                            final.error or "the run ended before this task ran again")
-
-    def _end(self, run_id: str, state: str, error: str) -> None:
-        self.store.update_run(run_id, state=state, error=error, finished_at=datetime.now(timezone.utc))
-        self.store.end_unfinished_tasks(run_id, state, error)
+        return engine
 
 
 def _previous_tasks(store: Store, run_id: str) -> dict[str, PreviousTask]:

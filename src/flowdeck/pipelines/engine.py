@@ -169,6 +169,7 @@ class Engine:
             self._stop_all(f"engine error: {type(exc).__name__}: {exc}", "FAILED")
             raise
         finally:
+            self._close_leftovers()
             self.record.flush()
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
@@ -177,6 +178,14 @@ class Engine:
         if self.canceled:
             raise KeyboardInterrupt(self.cancel_reason)
         return self.final_state
+
+    def _close_leftovers(self) -> None:
+        """End the tasks of an earlier execution that this one never reached (resumed runs only)."""
+        state = "CANCELED" if self.canceled else "SKIPPED"
+        for previous in self.previous.values():
+            if previous.state not in ("SUCCEEDED", "SKIPPED", "NOT_TRIGGERED", "CANCELED", "FAILED"):
+                self.record.task_ended(previous.id, state, "not reached when the run was resumed")
+        self.previous.clear()
 
     def request_cancel(self, reason: str) -> None:
         """Cancel the run from another thread (it ends CANCELED; `run` raises KeyboardInterrupt)."""

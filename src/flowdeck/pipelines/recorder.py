@@ -52,6 +52,10 @@ class RunRecorder:
                                cached=False, inputs={}, outputs={}, fingerprint=None, started_at=None,
                                finished_at=None)
 
+    def task_ended(self, task_id: str, state: str, error: str) -> None:
+        """End a task that has no node (left over from an earlier execution of the run)."""
+        self.batch.update_task(task_id, state=state, error=error, finished_at=_now())
+
     def task_changed(self, node: Node, **values: Any) -> None:
         self.batch.update_task(node.id, **values)
 

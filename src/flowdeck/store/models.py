@@ -92,6 +92,8 @@ class RunRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     engine_host: Mapped[str | None] = mapped_column(String(256), nullable=True)
     engine_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The process executing the run (see store/ownership.py); unlike a pid it is never reused.
+    engine_instance: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -108,6 +110,8 @@ class RunRow(Base):
     #: Who executes the run: "embedded" (a `flowdeck run` process) or "server" (the control plane,
     #: which resumes its unfinished runs when it starts again).
     origin: Mapped[str] = mapped_column(String(16), default="embedded", server_default="embedded")
+    #: The resource that started the run ("Kind/uid/generation"), so its controller finds it again.
+    owner: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
 
 
 class TaskRow(Base):

@@ -49,6 +49,7 @@ from flowdeck.store.models import (
     as_utc,
     utcnow,
 )
+from flowdeck.store.ownership import instance_alive, this_instance
 
 __all__ = ["Batch", "RunNotFound", "Store", "as_utc", "open_store"]
 
@@ -109,6 +110,7 @@ class Store:
     def create_run(self, **values: Any) -> str:
         values.setdefault("engine_host", socket.gethostname())
         values.setdefault("engine_pid", os.getpid())
+        values.setdefault("engine_instance", this_instance())
         with self.engine.begin() as conn:
             conn.execute(insert(RunRow), [values])
         return values["id"]
@@ -146,70 +148,81 @@ class Store:
 
         Runs of the control plane (origin "server") are left alone: it resumes them when it starts.
         """
-        host = socket.gethostname()
-        query = select(RunRow.id, RunRow.engine_pid).where(
-            RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_host == host, RunRow.origin == "embedded"
+        query = select(RunRow.id, RunRow.engine_instance).where(
+            RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_host == socket.gethostname(),
+            RunRow.origin == "embedded",
         )
-        orphaned = []
-        with self.engine.begin() as conn:
-            for run_id, pid in conn.execute(query).all():
-                if pid is None or not _pid_alive(pid):
-                    orphaned.append(run_id)
-            if orphaned:
-                now = utcnow()
-                message = "the engine running this run exited unexpectedly"
-                conn.execute(
-                    update(RunRow).where(RunRow.id.in_(orphaned))
-                    .values(state="FAILED", error=message, finished_at=now)
-                )
-                conn.execute(
-                    update(TaskRow)
-                    .where(TaskRow.run_id.in_(orphaned), TaskRow.state.in_(("PENDING", "RUNNING")))
-                    .values(state="FAILED", error=message, finished_at=now)
-                )
+        with self.engine.connect() as conn:
+            orphaned = [run_id for run_id, instance in conn.execute(query) if not instance_alive(instance)]
+        message = "the engine running this run exited unexpectedly"
+        for run_id in orphaned:
+            self.end_run(run_id, "FAILED", message)
         return orphaned
 
     def claim_orphaned_runs(self) -> list[str]:
-        """Take over the control plane's unfinished runs on this host whose server process is gone.
+        """Take over the control plane's unfinished runs that no running control plane executes.
 
-        Each is claimed with a conditional update (it still names the dead process), so two servers
-        starting at once never both resume one run. Returns the claimed ids, oldest first.
+        Call it holding the store's control-plane lock (ownership.control_plane_lock): then every
+        unfinished server run that another instance recorded is orphaned, whatever host or pid it
+        names. Each is claimed with a conditional update. Returns the claimed ids, oldest first.
         """
-        host, me = socket.gethostname(), os.getpid()
+        me = this_instance()
         query = (
-            select(RunRow.id, RunRow.engine_pid)
-            .where(RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_host == host, RunRow.origin == "server")
+            select(RunRow.id, RunRow.engine_instance)
+            .where(RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.origin == "server")
             .order_by(RunRow.created_at)
         )
         claimed = []
         with self.engine.begin() as conn:
-            for run_id, pid in conn.execute(query).all():
-                if pid is not None and (pid == me or _pid_alive(pid)):
+            for run_id, instance in conn.execute(query).all():
+                if instance == me:
                     continue
-                owner = RunRow.engine_pid.is_(None) if pid is None else RunRow.engine_pid == pid
-                result = conn.execute(update(RunRow).where(RunRow.id == run_id, owner).values(engine_pid=me))
+                owner = RunRow.engine_instance.is_(None) if instance is None else RunRow.engine_instance == instance
+                result = conn.execute(update(RunRow).where(RunRow.id == run_id, owner).values(
+                    engine_instance=me, engine_host=socket.gethostname(), engine_pid=os.getpid()))
                 if result.rowcount:
                     claimed.append(run_id)
         return claimed
 
     def release_runs(self) -> None:
-        """Let go of this process's unfinished control-plane runs (it is stopping): any server may resume them."""
+        """Let go of this process's unfinished control-plane runs (it is stopping)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(RunRow)
-                .where(RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.origin == "server",
-                       RunRow.engine_host == socket.gethostname(), RunRow.engine_pid == os.getpid())
-                .values(engine_pid=None)
+                .where(RunRow.state.not_in(TERMINAL_RUN_STATES), RunRow.engine_instance == this_instance())
+                .values(engine_instance=None)
             )
 
-    def end_unfinished_tasks(self, run_id: str, state: str, error: str) -> None:
-        """Give every task of the run still PENDING or RUNNING a final `state` (after its engine ended)."""
+    def end_run(self, run_id: str, state: str, error: str | None, *, only_from: Sequence[str] | None = None,
+                **values: Any) -> bool:
+        """Give the run its final `state` and end its unfinished tasks, in one transaction.
+
+        `only_from`: do it only while the run is in one of these states (default: any unfinished
+        state), so a run that ended meanwhile keeps its real ending. Returns whether it was ended.
+        """
+        now = utcnow()
+        allowed = RunRow.state.in_(only_from) if only_from else RunRow.state.not_in(TERMINAL_RUN_STATES)
         with self.engine.begin() as conn:
+            result = conn.execute(update(RunRow).where(RunRow.id == run_id, allowed).values(
+                state=state, error=error, finished_at=now, **values))
+            if not result.rowcount:
+                return False
             conn.execute(
                 update(TaskRow)
                 .where(TaskRow.run_id == run_id, TaskRow.state.in_(("PENDING", "RUNNING")))
-                .values(state=state, error=error, finished_at=utcnow())
+                .values(state="FAILED" if state == "FAILED" else "CANCELED", error=error, finished_at=now)
             )
+        return True
+
+    def restart_run(self, run_id: str, *, from_states: Sequence[str]) -> bool:
+        """Make a run PENDING again for this process to execute, only while in `from_states`."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(RunRow).where(RunRow.id == run_id, RunRow.state.in_(from_states))
+                .values(state="PENDING", error=None, finished_at=None, origin="server",
+                        engine_host=socket.gethostname(), engine_pid=os.getpid(), engine_instance=this_instance())
+            )
+        return bool(result.rowcount)
 
     def delete_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
@@ -324,16 +337,6 @@ def _upsert_cache_entries(conn: Connection, entries: list[dict[str, Any]]) -> No
         set_={name: stmt.excluded[name] for name in replaced},
     )
     conn.execute(stmt, list(newest.values()))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def open_store(url: str) -> Store:

@@ -1,7 +1,7 @@
 """The control plane's tables: experiments, pipelines and versions, recurring runs, resources.
 
 Runs gain the KFP API's fields (namespace, experiment, storage state, pipeline reference, recurring
-run, origin).
+run), who executes them (origin, engine instance) and the resource that started them (owner).
 
 Revision ID: 0002
 Revises: 0001
@@ -29,6 +29,8 @@ def run_columns() -> tuple[sa.Column, ...]:
         sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("service_account", sa.String(256), nullable=True),
         sa.Column("origin", sa.String(16), nullable=False, server_default="embedded"),
+        sa.Column("engine_instance", sa.String(256), nullable=True),
+        sa.Column("owner", sa.String(256), nullable=True),
     )
 
 
@@ -38,6 +40,7 @@ def upgrade() -> None:
             batch.add_column(column)
     op.create_index("ix_runs_experiment_id", "runs", ["experiment_id"])
     op.create_index("ix_runs_recurring_run_id", "runs", ["recurring_run_id"])
+    op.create_index("ix_runs_owner", "runs", ["owner"])
     op.create_index("ix_runs_namespace_created_at", "runs", ["namespace", "created_at"])
 
     op.create_table(
@@ -156,6 +159,7 @@ def downgrade() -> None:
         op.drop_table(table)
     op.drop_index("ix_runs_namespace_created_at", "runs")
     op.drop_index("ix_runs_recurring_run_id", "runs")
+    op.drop_index("ix_runs_owner", "runs")
     op.drop_index("ix_runs_experiment_id", "runs")
     with op.batch_alter_table("runs") as batch:
         for column in reversed(run_columns()):
