@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from flowdeck.controlplane.rendering import render
 
 router = APIRouter(include_in_schema=False)
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -137,18 +138,10 @@ def markdown(schema: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(default=True),
-)
-
-
 @router.get("/docs", response_class=HTMLResponse)
 def reference_page(request: Request) -> HTMLResponse:
     schema = request.app.openapi()
-    page = _templates.get_template("api.html").render(info=schema.get("info") or {}, endpoints=endpoints(schema),
-                                                      models=models(schema))
-    return HTMLResponse(page)
+    return render("api.html", info=schema.get("info") or {}, endpoints=endpoints(schema), models=models(schema))
 
 
 def main(argv: list[str]) -> None:

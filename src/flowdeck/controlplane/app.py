@@ -48,6 +48,8 @@ class Schedules(Service, Protocol):
 
 @dataclass
 class ServerContext:
+    """Everything a request handler may use, shared by the whole server process."""
+
     settings: Settings
     store: Store
     runs: RunController

@@ -19,7 +19,7 @@ from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowdeck.controlplane.errors import ApiError, error_response
 
@@ -29,6 +29,9 @@ PUBLIC_PATHS = frozenset({"/", "/favicon.ico", "/docs", "/openapi.json"})
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 #: Methods that change state: refused when a browser sends them from another origin.
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The largest request body accepted (a pipeline package upload is the largest legitimate one).
+MAX_BODY_BYTES = 64 * 1024 * 1024
+TOO_LARGE = f"request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class RequestGuard:
       page cannot then reach a loopback control plane through DNS rebinding.
     - State-changing requests that a browser marks as coming from another site (Origin naming
       another host, or Sec-Fetch-Site: cross-site) are refused: no web page can submit a run.
+    - Request bodies larger than `MAX_BODY_BYTES` are refused with 413 before they are read whole.
     """
 
     def __init__(self, app: ASGIApp, token: str | None, bind_host: str) -> None:
@@ -78,18 +82,42 @@ class RequestGuard:
         self.hosts = LOOPBACK_NAMES | {bind_host.lower(), f"[{bind_host.lower()}]"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope.setdefault("state", {})["caller"] = ADMIN
-            problem = self._problem(scope)
-            if problem is not None:
-                status, message = problem
-                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-                await error_response(status, message, headers=headers)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = ADMIN
+        problem = self._problem(scope)
+        if problem is not None:
+            status, message = problem
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            await error_response(status, message, headers=headers)(scope, receive, send)
+            return
+        received = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:  # answer now; the app sees the client go away
+                refused = True
+                await error_response(413, TOO_LARGE)(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
 
     def _problem(self, scope: Scope) -> tuple[int, str] | None:
         headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            return 413, TOO_LARGE
         host = headers.get(b"host", b"").decode("latin-1").lower()
         if not self.any_host and _hostname(host) not in self.hosts:
             return 403, f"host {host!r} is not this control plane's address (DNS rebinding is refused)"

@@ -7,22 +7,16 @@ link points at.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from flowdeck import __version__
 from flowdeck.controlplane.app import Ctx
+from flowdeck.controlplane.rendering import render
 
 router = APIRouter(include_in_schema=False)
-
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(default=True),
-)
 
 RECENT_RUNS = 20
 
@@ -31,7 +25,5 @@ RECENT_RUNS = 20
 def home(request: Request, ctx: Ctx) -> HTMLResponse:
     protected = bool(ctx.settings.token)  # the page itself needs no token, so it shows no data then
     runs: list[Any] = [] if protected else list(ctx.store.list_runs(limit=RECENT_RUNS))
-    page = _templates.get_template("home.html").render(
-        version=__version__, base_url=str(request.base_url).rstrip("/"), protected=protected, runs=runs,
-    )
-    return HTMLResponse(page)
+    return render("home.html", version=__version__, base_url=str(request.base_url).rstrip("/"),
+                  protected=protected, runs=runs)

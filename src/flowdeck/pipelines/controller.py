@@ -23,7 +23,7 @@ from flowdeck.pipelines.api import WARM_EXECUTOR_MODULE, drive, new_engine, prep
 from flowdeck.pipelines.engine import Engine, RunSuspended
 from flowdeck.pipelines.executors import EXECUTOR_MODULE
 from flowdeck.pipelines.model import PreviousTask
-from flowdeck.pipelines.spec import load_pipeline
+from flowdeck.pipelines.spec import load_pipeline, spec_document
 from flowdeck.runtime import LocalRuntime
 from flowdeck.store import RunNotFound, Store
 from flowdeck.store.catalog import Experiments
@@ -43,6 +43,12 @@ class RunStateError(ValueError):
 
 
 class RunController:
+    """Executes the control plane's runs; thread-safe (API handlers call it from many threads).
+
+    `start` before use and `stop` at the end; in between, `create_run`, `terminate` and `retry`
+    return at once and the work happens on the controller's worker threads.
+    """
+
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
@@ -187,7 +193,7 @@ class RunController:
                 self._queued.discard(run_id)
             return None
         assert self.runtime is not None
-        pipeline = load_pipeline({"pipeline_spec": run.pipeline_spec, "platform_spec": run.platform_spec or {}})
+        pipeline = load_pipeline(spec_document(run.pipeline_spec, run.platform_spec))
         parameters, artifacts = prepare_arguments(pipeline, run.arguments or {})
         previous = _previous_tasks(self.store, run_id) if resume else None
         engine = new_engine(run, pipeline, parameters, artifacts, store=self.store, runtime=self.runtime,
