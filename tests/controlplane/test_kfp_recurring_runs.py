@@ -105,6 +105,8 @@ def test_a_periodic_schedule_from_a_package_created_disabled(kfp_client: kfp.Cli
     ({"trigger": None}, "exactly one of cron_schedule and periodic_schedule"),
     ({"trigger": {"periodic_schedule": {"interval_second": 5, "start_time": "2030-01-02T00:00:00Z",
                                         "end_time": "2030-01-01T00:00:00Z"}}}, "end_time must be after"),
+    ({"trigger": {"cron_schedule": {"cron": "0 0 0 30 2 *"}}}, "matches no date"),
+    ({"trigger": {"periodic_schedule": {"interval_second": "99999999999999999999"}}}, "must be at most"),
     ({"max_concurrency": "0"}, "max_concurrency must be between 1 and 10"),
     ({"max_concurrency": 11}, "max_concurrency must be between 1 and 10"),
     ({"pipeline_spec": None}, "exactly one pipeline source"),
@@ -130,3 +132,15 @@ def test_unknown_recurring_runs_are_404(api: httpx.Client) -> None:
         response = api.request(method, path)
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["code"] == 5
+
+
+def test_trigger_times_keep_four_digit_years_and_milliseconds(api: httpx.Client, spec: dict,
+                                                              experiment_id: str) -> None:
+    body = {"display_name": "since year one", "experiment_id": experiment_id, "pipeline_spec": spec, "mode": "DISABLE",
+            "trigger": {"periodic_schedule": {"interval_second": "3600", "start_time": "0001-01-01T00:00:00Z",
+                                              "end_time": "2030-01-01T00:00:00.250Z"}}}
+    response = api.post("/recurringruns", json=body)
+    assert response.status_code == 200, response.text
+    periodic = response.json()["trigger"]["periodic_schedule"]
+    assert (periodic["start_time"], periodic["end_time"]) == ("0001-01-01T00:00:00Z", "2030-01-01T00:00:00.250Z")
+    assert api.delete(f"/recurringruns/{response.json()['recurring_run_id']}").status_code == 200

@@ -4,15 +4,13 @@ that fires them against a real store, with a recording double of the run control
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kfp import dsl
-from sqlalchemy import create_engine, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, select, update
 
 from flowdeck.config import Settings
 from flowdeck.pipelines.controller import RunController
@@ -20,6 +18,7 @@ from flowdeck.pipelines.errors import PipelineError
 from flowdeck.pipelines.schedules import (
     BLOCKED_RECHECK_S,
     MAX_FIRES_PER_TICK,
+    MAX_INTERVAL,
     MAX_SLEEP_S,
     ScheduleError,
     ScheduleRunner,
@@ -27,6 +26,7 @@ from flowdeck.pipelines.schedules import (
 )
 from flowdeck.pipelines.spec import load_pipeline
 from flowdeck.store import PipelineRow, PipelineVersionRow, RecurringRunRow, RunRow, Store, open_store
+from flowdeck.store.catalog import Experiments
 from helpers import wait_for
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -71,11 +71,16 @@ class TestTrigger:
         ("0 0 * * * nope", "is not a valid cron expression"),
         ("61 * * * * *", "is not a valid cron expression"),
         ("", "trigger.cron_schedule.cron: missing"),
+        ("0 0 0 30 2 *", "'0 0 0 30 2 *' matches no date (like 30 February), so it would never fire"),
+        ("0 0 0 31 4 *", "matches no date"),
     ])
     def test_bad_cron_is_rejected_naming_the_field(self, expr: str, message: str) -> None:
         with pytest.raises(ScheduleError, match="trigger.cron_schedule.cron") as info:
             parse_trigger(cron(expr))
         assert message in str(info.value)
+
+    def test_a_cron_matching_a_rare_date_is_accepted(self) -> None:
+        assert parse_trigger(cron("0 0 0 29 2 *")).next_after(T0) == datetime(2032, 2, 29, tzinfo=timezone.utc)
 
     def test_periodic_counts_whole_intervals_and_takes_int64_as_a_string(self) -> None:
         trigger = parse_trigger(every("60"))
@@ -90,10 +95,18 @@ class TestTrigger:
         (every("ten"), "interval_second: 'ten' is not a whole number"),
         (every(5, start_time="yesterday"), "periodic_schedule.start_time: 'yesterday' is not an RFC 3339"),
         (None, "trigger: give a cron_schedule or a periodic_schedule"),
+        (every(300000000000), "interval_second: must be at most 3155760000 (100 years), got 300000000000"),
+        (every("99999999999999999999"), "interval_second: must be at most 3155760000"),
+        (every(1, start_time="9999-12-31T23:59:59Z"),
+         "periodic_schedule.start_time: no fire time follows it before the year 10000"),
+        (cron("0 0 0 1 1 *", start_time="9999-06-01T00:00:00Z"), "cron_schedule.start_time: no fire time follows"),
+        (every(5, start_time="2030-01-02T00:00:00Z", end_time="2030-01-02T00:00:00Z"),
+         "trigger.periodic_schedule: end_time must be after start_time"),
     ])
     def test_bad_trigger_is_rejected_naming_the_field(self, trigger: Any, message: str) -> None:
-        with pytest.raises(ScheduleError, match=message):
+        with pytest.raises(ScheduleError) as info:
             parse_trigger(trigger)
+        assert message in str(info.value)
 
     def test_start_and_end_time_bound_the_schedule(self) -> None:
         trigger = parse_trigger(cron("*/10 * * * * *", start_time="2030-01-01T12:00:25Z",
@@ -119,26 +132,7 @@ class TestTrigger:
         assert parse_trigger(every(60)).due(T0, s(59), catchup=False, limit=1) == []
 
 
-# ----------------------------------------------------------------------------- runner and store
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """An empty store on SQLite, or on PostgreSQL in a schema of its own."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'flowdeck.db'}"
-    else:
-        database_url = request.getfixturevalue("postgres_url")
-        schema = f"test_{uuid.uuid4().hex[:12]}"
-        engine = create_engine(database_url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        engine.dispose()
-        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    store = open_store(url)
-    yield store
-    store.close()
-
-
+# ------------------------------------------------------------- runner and store (`store`: tests/conftest.py)
 class FakeController:
     """Records create_run calls and writes the PENDING run rows the real controller would."""
 
@@ -148,6 +142,8 @@ class FakeController:
         #: Wall-clock time of each call.
         self.called_at: list[datetime] = []
         self.fail_with: Exception | None = None
+        #: Called once the run is recorded, before create_run returns (e.g. an API call landing meanwhile).
+        self.after_create: Callable[[], None] | None = None
         self.lock = threading.Lock()
 
     def create_run(self, **kwargs: Any) -> str:
@@ -163,6 +159,8 @@ class FakeController:
         with self.lock:
             self.calls.append(kwargs)
             self.called_at.append(datetime.now(timezone.utc))
+        if self.after_create is not None:
+            self.after_create()
         return run_id
 
     def scheduled(self) -> list[datetime]:
@@ -199,6 +197,11 @@ def schedule_row(store: Store, schedule_id: str) -> Any:
 def set_schedule(store: Store, schedule_id: str, **values: Any) -> None:
     with store.engine.begin() as conn:
         conn.execute(update(RecurringRunRow).where(RecurringRunRow.id == schedule_id).values(**values))
+
+
+def delete_schedule(store: Store, schedule_id: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(delete(RecurringRunRow).where(RecurringRunRow.id == schedule_id))
 
 
 def finish_runs(store: Store) -> None:
@@ -308,6 +311,75 @@ class TestRunner:
         assert fired == [s(1), s(2)]
         assert schedule_row(store, missing).error is None
 
+    def test_a_schedule_whose_times_cannot_be_computed_does_not_stop_the_others(
+            self, store: Store, controller: FakeController, runner: ScheduleRunner) -> None:
+        """Rows stored before the API computed fire times, and a bookmark whose next time is past year 9999."""
+        feb30 = add_schedule(store, display_name="feb30", trigger=cron("0 0 0 30 2 *"))
+        huge = add_schedule(store, display_name="huge", trigger=every(300000000000))
+        far = add_schedule(store, display_name="far", trigger=every(int(MAX_INTERVAL.total_seconds())),
+                           last_scheduled_at=datetime(9950, 1, 1, tzinfo=timezone.utc))
+        good = add_schedule(store, display_name="good")
+        assert runner.fire_due(s(2)) == pytest.approx(1.0)
+        assert [call["recurring_run_id"] for call in controller.calls] == [good, good]
+        assert "matches no date" in schedule_row(store, feb30).error
+        assert "must be at most 3155760000" in schedule_row(store, huge).error
+        assert schedule_row(store, far).error == "date value out of range"
+        runner.fire_due(s(3))  # the broken ones back off; the good one goes on
+        assert [call["recurring_run_id"] for call in controller.calls] == [good, good, good]
+
+    @pytest.mark.parametrize("change", ["disable", "delete", "archive the experiment"])
+    def test_a_change_landing_during_a_pass_stops_it_after_the_run_in_flight(
+            self, store: Store, controller: FakeController, runner: ScheduleRunner, change: str) -> None:
+        experiment = Experiments(store).create(display_name="exp")
+        schedule_id = add_schedule(store, experiment_id=experiment.id)
+        apply_change = {
+            "disable": lambda: set_schedule(store, schedule_id, enabled=False),
+            "delete": lambda: delete_schedule(store, schedule_id),
+            "archive the experiment": lambda: Experiments(store).archive(experiment.id),
+        }[change]
+        controller.after_create = lambda: apply_change() if len(controller.calls) == 2 else None
+        assert runner.fire_due(s(5)) == MAX_SLEEP_S
+        assert controller.scheduled() == [s(1), s(2)]  # five were due
+        if change == "delete":
+            return
+        assert schedule_row(store, schedule_id).error is None
+        # Enabled again, it does not fire s(2) twice although the bookmark never reached it.
+        assert schedule_row(store, schedule_id).last_scheduled_at == s(1)
+        set_schedule(store, schedule_id, enabled=True)
+        runner.wake()
+        runner.fire_due(s(5))
+        assert controller.scheduled() == [s(1), s(2), s(3), s(4), s(5)]
+
+    def test_nothing_fires_after_the_disable_call_returns(self, store: Store, controller: FakeController) -> None:
+        schedule_id = add_schedule(store)
+        in_flight, release = threading.Event(), threading.Event()
+
+        def hold_the_first_run() -> None:
+            if len(controller.calls) == 1:
+                in_flight.set()
+                release.wait(10)
+
+        controller.after_create = hold_the_first_run
+        runner = ScheduleRunner(store, controller, clock=lambda: s(5))
+        firing = threading.Thread(target=runner.fire_due)
+        firing.start()
+        assert in_flight.wait(10)
+        returned = threading.Event()
+
+        def disable() -> None:  # what the API's :disable does
+            set_schedule(store, schedule_id, enabled=False)
+            runner.wake()
+            returned.set()
+
+        threading.Thread(target=disable).start()
+        assert not returned.wait(0.3)  # the call waits for the run being created...
+        release.set()
+        assert returned.wait(10)
+        fired = controller.scheduled()
+        firing.join(10)
+        assert fired == [s(1)]
+        assert controller.scheduled() == fired  # ...and nothing starts after it returned
+
     def test_a_rejected_run_keeps_the_bookmark_and_is_retried_later(
             self, store: Store, controller: FakeController, runner: ScheduleRunner) -> None:
         schedule_id = add_schedule(store)
@@ -358,7 +430,6 @@ class TestService:
             assert all(0 <= lag < 0.5 for lag in lags), lags
             set_schedule(store, schedule_id, enabled=False)
             runner.wake()
-            time.sleep(0.2)
             fired = len(controller.calls)
             time.sleep(1.5)
             assert len(controller.calls) == fired
@@ -396,7 +467,6 @@ def test_the_run_controller_executes_a_per_second_schedule_until_it_is_disabled(
         assert wait_for(lambda: sum(run.state == "SUCCEEDED" for run in runs()) >= 2, timeout=30)
         set_schedule(store, schedule_id, enabled=False)
         runner.wake()
-        time.sleep(0.3)
         fired = runs()
         time.sleep(2.0)
         assert len(runs()) == len(fired)

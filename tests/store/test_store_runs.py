@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from flowdeck.store import Batch, RunNotFound, Store, open_store
+from flowdeck.store.ownership import this_instance
 
 UTC = timezone.utc
 
@@ -145,11 +146,14 @@ def test_fail_orphaned_runs_fails_only_runs_of_dead_engines(
 ) -> None:
     exited = subprocess.Popen([sys.executable, "-c", "pass"])
     exited.wait()
-    dead_pid = exited.pid
-    make_run("orphan", engine_pid=dead_pid)
+    host, boot, pid, started = this_instance().rsplit("/", 3)
+    dead = f"{host}/{boot}/{exited.pid}/{started}"
+    recycled = f"{host}/{boot}/{pid}/{int(started) - 1}"  # this pid, but an earlier process that had it
+    make_run("orphan", engine_instance=dead)
+    make_run("recycled", engine_instance=recycled)
     make_run("live")  # this process is its engine
-    make_run("elsewhere", engine_pid=dead_pid, engine_host="another-host")
-    make_run("done", engine_pid=dead_pid, state="SUCCEEDED")
+    make_run("elsewhere", engine_instance=f"another-host/{boot}/{exited.pid}/{started}", engine_host="another-host")
+    make_run("done", engine_instance=dead, state="SUCCEEDED")
     store.commit(
         "orphan",
         Batch(new_tasks=[task("o-pending", "orphan", "PENDING"), task("o-running", "orphan", "RUNNING"),
@@ -157,7 +161,7 @@ def test_fail_orphaned_runs_fails_only_runs_of_dead_engines(
     )
     store.commit("live", Batch(new_tasks=[task("l-running", "live", "RUNNING")]))
 
-    assert store.fail_orphaned_runs() == ["orphan"]
+    assert sorted(store.fail_orphaned_runs()) == ["orphan", "recycled"]
 
     orphan = store.get_run("orphan")
     assert orphan.state == "FAILED"
@@ -166,7 +170,35 @@ def test_fail_orphaned_runs_fails_only_runs_of_dead_engines(
     assert states == {"o-pending": ("FAILED", True), "o-running": ("FAILED", True),
                       "o-done": ("SUCCEEDED", False)}
     assert {r.id: r.state for r in store.list_runs()} == {
-        "orphan": "FAILED", "live": "RUNNING", "elsewhere": "RUNNING", "done": "SUCCEEDED"
+        "orphan": "FAILED", "recycled": "FAILED", "live": "RUNNING", "elsewhere": "RUNNING", "done": "SUCCEEDED"
     }
     assert [t.state for t in store.list_tasks("live")] == ["RUNNING"]
     assert store.fail_orphaned_runs() == []
+
+
+def test_end_run_never_overwrites_an_ending_and_ends_tasks_with_the_run(
+    store: Store, make_run: Callable[..., str]
+) -> None:
+    make_run("done", state="SUCCEEDED")
+    assert store.end_run("done", "CANCELED", "terminated") is False  # it ended first: keeps SUCCEEDED
+    assert store.get_run("done").state == "SUCCEEDED"
+    make_run("busy")
+    store.commit("busy", Batch(new_tasks=[task("b-running", "busy", "RUNNING"), task("b-ok", "busy", "SUCCEEDED")]))
+    assert store.end_run("busy", "CANCELED", "terminated") is True
+    assert store.get_run("busy").state == "CANCELED" and store.get_run("busy").error == "terminated"
+    assert {t.id: t.state for t in store.list_tasks("busy")} == {"b-running": "CANCELED", "b-ok": "SUCCEEDED"}
+
+
+def test_restart_and_claim_hand_runs_to_this_process_only_from_the_right_states(
+    store: Store, make_run: Callable[..., str]
+) -> None:
+    make_run("failed", state="FAILED", origin="server")
+    make_run("running", origin="server", engine_instance="gone-host/boot/1/1")
+    assert store.restart_run("failed", from_states=("FAILED", "CANCELED")) is True
+    assert store.restart_run("running", from_states=("FAILED", "CANCELED")) is False
+    restarted = store.get_run("failed")
+    assert (restarted.state, restarted.engine_instance) == ("PENDING", this_instance())
+    assert store.claim_orphaned_runs() == ["running"]  # "failed" already belongs to this process
+    assert store.get_run("running").engine_instance == this_instance()
+    store.release_runs()
+    assert {store.get_run(r).engine_instance for r in ("failed", "running")} == {None}

@@ -19,8 +19,11 @@ Semantics follow KFP's ScheduledWorkflow (backend/src/crd/controller/scheduledwo
 - `max_concurrency`: no new run while that many runs of the schedule are unfinished. A long backlog
   therefore fires progressively, at most `max_concurrency` at a time, and at most
   `MAX_FIRES_PER_TICK` per schedule per pass so that one schedule cannot hold up the others.
-- A schedule whose trigger or pipeline is unusable records the problem in its `error` column and is
-  retried after `ERROR_RETRY_S` (or at once when the API wakes the runner); the others go on.
+- A schedule that cannot fire, whatever the reason (an unusable trigger or pipeline, a run the
+  controller rejects), records the problem in its `error` column and is retried after
+  `ERROR_RETRY_S` (or at once when the API wakes the runner); the others go on. `parse_trigger`,
+  which the API validates with too, computes a first fire time, so a cron that matches no date
+  (30 February) or an interval past the year 10000 is refused before it is stored.
 - A fired run is named `<recurring run name>-<YYYYmmddHHMMSS of its scheduled time>` (UTC) and
   carries the schedule's experiment, namespace, service account and runtime parameters, its
   `recurring_run_id` and `scheduled_at`. (KFP names them after the Argo workflow,
@@ -34,6 +37,18 @@ while firing) it moves the bookmark up to its runs' latest `scheduled_at`, so th
 fire twice. Writing the bookmark first instead would lose that time on a crash (no run, bookmark
 past it), and deleting runs cannot make a time fire again either, because the bookmark only moves
 forward. One process is assumed to schedule a database (one `flowdeck up` per store).
+
+Disabling (or deleting, or archiving the experiment) stops a pass already under way, with no run
+started after the API call returns. Because of the order above, the bookmark cannot be the guard
+that is checked before a run is created, and no database lock can span the controller's own
+transaction (SQLite has one writer), so the guard is in-process, relying on that same single
+process: each firing holds a lock while it re-reads `enabled`, creates the run and advances the
+bookmark with an update conditional on the row still existing and being enabled. The API calls
+`wake()` after committing its change, and `wake()` waits for that lock. A firing that read
+`enabled` before the change therefore finishes before the call returns, and every later one
+sees the change. When the conditional update matches no row (the change landed while that run
+was being created), the pass stops and the run, past the bookmark, is counted the next time the
+schedule is looked at (as after a crash), so re-enabling it does not fire that time again.
 """
 
 from __future__ import annotations
@@ -46,10 +61,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from croniter import croniter
-from croniter.croniter import CroniterError
+from croniter.croniter import CroniterBadDateError, CroniterError
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from flowdeck.pipelines.spec import spec_document
 from flowdeck.store import PipelineVersionRow, RecurringRunRow, RunRow, Store
 from flowdeck.store.models import as_utc, utcnow
 from flowdeck.store.store import TERMINAL_RUN_STATES
@@ -66,6 +82,8 @@ BLOCKED_RECHECK_S = 1.0
 ERROR_RETRY_S = 30.0
 #: Most runs one schedule fires per pass; a longer catchup backlog continues in the next pass.
 MAX_FIRES_PER_TICK = 10
+#: Longest periodic interval (100 years); longer ones would run past the last representable time.
+MAX_INTERVAL = timedelta(days=36525)
 
 _ONE_SECOND = timedelta(seconds=1)
 
@@ -161,9 +179,21 @@ def parse_trigger(trigger: dict[str, Any] | None) -> Trigger:
         raise ScheduleError(f"trigger.{kind}: must be an object")
     start = _parse_time(schedule.get("start_time"), f"trigger.{kind}.start_time")
     end = _parse_time(schedule.get("end_time"), f"trigger.{kind}.end_time")
+    if start is not None and end is not None and end <= start:
+        raise ScheduleError(f"trigger.{kind}: end_time must be after start_time")
     if kind == "cron_schedule":
-        return Trigger(cron=_parse_cron(schedule.get("cron")), start_time=start, end_time=end)
-    return Trigger(interval=_parse_interval(schedule.get("interval_second")), start_time=start, end_time=end)
+        parsed = Trigger(cron=_parse_cron(schedule.get("cron")), start_time=start, end_time=end)
+    else:
+        parsed = Trigger(interval=_parse_interval(schedule.get("interval_second")), start_time=start, end_time=end)
+    # Syntax is not enough: the runner must be able to compute fire times (a cron can match no date).
+    try:
+        parsed.next_after(start or utcnow())
+    except CroniterBadDateError:
+        raise ScheduleError(f"trigger.cron_schedule.cron: {parsed.cron!r} matches no date (like 30 February), "
+                            "so it would never fire") from None
+    except (OverflowError, ValueError):  # only a start time close to the year 10000 gets there
+        raise ScheduleError(f"trigger.{kind}.start_time: no fire time follows it before the year 10000") from None
+    return parsed
 
 
 def _parse_cron(value: Any) -> str:
@@ -190,6 +220,8 @@ def _parse_interval(value: Any) -> timedelta:
         raise ScheduleError(f"{field}: {value!r} is not a whole number of seconds") from None
     if seconds < 1:
         raise ScheduleError(f"{field}: must be at least 1, got {seconds}")
+    if seconds > MAX_INTERVAL.total_seconds():
+        raise ScheduleError(f"{field}: must be at most {MAX_INTERVAL.total_seconds():.0f} (100 years), got {seconds}")
     return timedelta(seconds=seconds)
 
 
@@ -232,6 +264,8 @@ class ScheduleRunner:
         self._verified: set[str] = set()
         #: Schedules whose last firing failed: id -> when to try again.
         self._retry_at: dict[str, datetime] = {}
+        #: Held while one schedule fires; `wake()` waits for it (see "Disabling" in the module doc).
+        self._firing = threading.Lock()
 
     # -- service -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -249,11 +283,17 @@ class ScheduleRunner:
             self._thread = None
 
     def wake(self) -> None:
-        """Look at every schedule again now (one was created, changed, enabled, disabled or deleted)."""
+        """Look at every schedule again now; call it after committing any change to a recurring run.
+
+        It returns once no firing that may have read the schedule before the change is under way, so
+        a schedule disabled or deleted before this call starts no run after it returns.
+        """
         with self._cond:
             self._woken = True
             self._retry_at.clear()
             self._cond.notify_all()
+        with self._firing:
+            pass
 
     def _loop(self) -> None:
         while True:
@@ -281,27 +321,28 @@ class ScheduleRunner:
         return max(delay, 0.0)
 
     def _fire_schedule(self, schedule: _Schedule, active: int, now: datetime) -> float:
+        """Fire one schedule; whatever goes wrong is recorded on its row and retried later, not raised."""
         with self._cond:
             retry_at = self._retry_at.get(schedule.id)
         if retry_at is not None and retry_at > now:
             return (retry_at - now).total_seconds()
         try:
-            trigger = parse_trigger(schedule.trigger)
-        except ScheduleError as exc:
-            self._record_error(schedule, str(exc))
+            return self._fire_due_times(schedule, active, now)
+        except Exception as exc:
+            self._verified.discard(schedule.id)  # a run may exist past the bookmark: check again
+            if not isinstance(exc, ScheduleError):
+                log.exception("recurring run %s could not fire", schedule.id)
+            self._record_error(schedule, _one_line(exc))
             return self._retry_later(schedule, now)
+
+    def _fire_due_times(self, schedule: _Schedule, active: int, now: datetime) -> float:
+        trigger = parse_trigger(schedule.trigger)
         after = self._bookmark(schedule, trigger)
         free = max(schedule.max_concurrency, 1) - active
         due = trigger.due(after, now, catchup=not schedule.no_catchup, limit=min(free, MAX_FIRES_PER_TICK))
         if due and free > 0:
-            try:
-                self._fire(schedule, due)
-            except Exception as exc:
-                self._verified.discard(schedule.id)  # a run may exist past the bookmark: check again
-                if not isinstance(exc, ScheduleError):
-                    log.exception("recurring run %s could not fire", schedule.id)
-                self._record_error(schedule, _one_line(exc))
-                return self._retry_later(schedule, now)
+            if not self._fire(schedule, due):
+                return MAX_SLEEP_S  # disabled or deleted meanwhile: nothing more to fire
             after, active = due[-1], active + len(due)
         following = trigger.next_after(after)
         if following is None:
@@ -311,22 +352,34 @@ class ScheduleRunner:
         # More is due (a catchup backlog): go on now if a slot is free, else look again soon.
         return 0.0 if active < max(schedule.max_concurrency, 1) else BLOCKED_RECHECK_S
 
-    def _fire(self, schedule: _Schedule, times: list[datetime]) -> None:
-        """Create one run per scheduled time, advancing the bookmark after each."""
-        row, pipeline_spec = self._pipeline(schedule.id)
+    def _fire(self, schedule: _Schedule, times: list[datetime]) -> bool:
+        """Create one run per scheduled time, advancing the bookmark after each.
+
+        Returns False, having stopped, when the schedule is disabled or deleted (see the module doc).
+        """
+        loaded = self._pipeline(schedule.id)
+        if loaded is None:
+            return False
+        row, pipeline_spec = loaded
         parameters = (row.runtime_config or {}).get("parameters") or None
         for scheduled_at in times:
-            self.runs.create_run(
-                pipeline_spec=pipeline_spec, parameters=parameters,
-                display_name=f"{row.display_name}-{scheduled_at:%Y%m%d%H%M%S}", namespace=row.namespace or "",
-                experiment_id=row.experiment_id, pipeline_id=row.pipeline_id,
-                pipeline_version_id=row.pipeline_version_id, recurring_run_id=row.id,
-                scheduled_at=scheduled_at, service_account=row.service_account,
-            )
-            self._advance_bookmark(schedule.id, scheduled_at)
+            with self._firing:
+                if not self._enabled(schedule.id):
+                    return False
+                self.runs.create_run(
+                    pipeline_spec=pipeline_spec, parameters=parameters,
+                    display_name=f"{row.display_name}-{scheduled_at:%Y%m%d%H%M%S}", namespace=row.namespace or "",
+                    experiment_id=row.experiment_id, pipeline_id=row.pipeline_id,
+                    pipeline_version_id=row.pipeline_version_id, recurring_run_id=row.id,
+                    scheduled_at=scheduled_at, service_account=row.service_account,
+                )
+                if not self._advance_bookmark(schedule.id, scheduled_at, while_enabled=True):
+                    self._verified.discard(schedule.id)  # that run is past the bookmark: count it if re-enabled
+                    return False
         if schedule.error is not None:
             with self.store.engine.begin() as conn:
                 conn.execute(update(RecurringRunRow).where(RecurringRunRow.id == schedule.id).values(error=None))
+        return True
 
     def _retry_later(self, schedule: _Schedule, now: datetime) -> float:
         with self._cond:
@@ -371,23 +424,32 @@ class ScheduleRunner:
             return bookmark
         return trigger.start_time or _floor_second(as_utc(schedule.created_at))
 
-    def _advance_bookmark(self, schedule_id: str, scheduled_at: datetime) -> None:
-        """Move the bookmark forward to `scheduled_at` (never back)."""
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                update(RecurringRunRow)
-                .where(RecurringRunRow.id == schedule_id,
-                       or_(RecurringRunRow.last_scheduled_at.is_(None),
-                           RecurringRunRow.last_scheduled_at < scheduled_at))
-                .values(last_scheduled_at=scheduled_at)
-            )
+    def _advance_bookmark(self, schedule_id: str, scheduled_at: datetime, *, while_enabled: bool = False) -> bool:
+        """Move the bookmark forward to `scheduled_at` (never back), only while enabled if asked.
 
-    def _pipeline(self, schedule_id: str) -> tuple[RecurringRunRow, dict[str, Any]]:
-        """The whole recurring run and the pipeline spec to run (inline, or its pipeline version's)."""
+        Returns False when no row matched: the schedule is gone, disabled (`while_enabled`), or its
+        bookmark is already there.
+        """
+        query = update(RecurringRunRow).where(
+            RecurringRunRow.id == schedule_id,
+            or_(RecurringRunRow.last_scheduled_at.is_(None), RecurringRunRow.last_scheduled_at < scheduled_at),
+        ).values(last_scheduled_at=scheduled_at)
+        if while_enabled:
+            query = query.where(RecurringRunRow.enabled.is_(True))
+        with self.store.engine.begin() as conn:
+            return conn.execute(query).rowcount == 1
+
+    def _enabled(self, schedule_id: str) -> bool:
+        """Whether the schedule still exists and is enabled, as committed now."""
+        with self.store.engine.connect() as conn:
+            return bool(conn.execute(select(RecurringRunRow.enabled).where(RecurringRunRow.id == schedule_id)).scalar())
+
+    def _pipeline(self, schedule_id: str) -> tuple[RecurringRunRow, dict[str, Any]] | None:
+        """The recurring run and the pipeline spec to run (inline, or its pipeline version's); None once deleted."""
         with Session(self.store.engine, expire_on_commit=False) as session:
             row = session.get(RecurringRunRow, schedule_id)
             if row is None:
-                raise ScheduleError(f"recurring run {schedule_id} was deleted")
+                return None
             spec, platform = row.pipeline_spec, row.platform_spec
             if not spec:
                 if not row.pipeline_version_id:
@@ -398,7 +460,7 @@ class ScheduleRunner:
                     raise ScheduleError(f"pipeline version {row.pipeline_version_id} does not exist "
                                         "(it was deleted?)")
                 spec, platform = version.pipeline_spec, version.platform_spec
-        return row, ({"pipeline_spec": spec, "platform_spec": platform} if platform else spec)
+        return row, spec_document(spec, platform)
 
     def _record_error(self, schedule: _Schedule, message: str) -> None:
         if message == schedule.error:

@@ -10,7 +10,6 @@ deleting the version later does not break it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import Query
@@ -26,6 +25,7 @@ from flowdeck.controlplane.kfp.routing import kfp_router
 from flowdeck.controlplane.kfp.runs import check_one_source, resolve_experiment, resolve_version
 from flowdeck.pipelines.api import prepare_arguments
 from flowdeck.pipelines.schedules import parse_trigger
+from flowdeck.pipelines.spec import spec_document
 from flowdeck.store.catalog import Predicate, RecurringRuns
 
 router = kfp_router("recurring runs")
@@ -38,28 +38,19 @@ FIELDS = listing.Fields("recurring runs", {
 MAX_CONCURRENCY = 10
 
 
-def _window(start: datetime | None, end: datetime | None) -> dict[str, Any]:
-    if start is not None and end is not None and end <= start:
-        raise ApiError(400, "trigger end_time must be after its start_time")
-    return {"start_time": wire.timestamp(start), "end_time": wire.timestamp(end)}
-
-
 def validate_trigger(trigger: Trigger | None) -> dict[str, Any]:
-    """The trigger as stored (KFP's Trigger in snake_case), after checking it is one valid schedule.
+    """The trigger as stored (KFP's Trigger in snake_case, times in RFC 3339 to the second).
 
-    The schedule runner's own parser decides what is valid, so the API never accepts a schedule
-    that the runner would then refuse to fire.
+    The schedule runner's parser makes every check (it raises `ScheduleError`, a 400), so the API
+    never accepts a schedule that the runner would then refuse to fire.
     """
     stored: dict[str, Any] = {}
-    if trigger is not None and trigger.cron_schedule is not None:
-        cron = trigger.cron_schedule
-        stored["cron_schedule"] = wire.compact({"cron": " ".join((cron.cron or "").split()),
-                                                **_window(cron.start_time, cron.end_time)})
-    if trigger is not None and trigger.periodic_schedule is not None:
-        periodic = trigger.periodic_schedule
-        stored["periodic_schedule"] = wire.compact({"interval_second": periodic.interval_second,
-                                                    **_window(periodic.start_time, periodic.end_time)})
-    parse_trigger(stored)
+    for kind, schedule in (trigger.model_dump(exclude_none=True) if trigger is not None else {}).items():
+        times = {key: wire.timestamp(schedule.get(key)) for key in ("start_time", "end_time")}
+        stored[kind] = wire.compact({**schedule, **times})
+    parsed = parse_trigger(stored)
+    if parsed.cron is not None:
+        stored["cron_schedule"]["cron"] = parsed.cron  # white space folded, as the runner reads it
     return stored
 
 
@@ -68,7 +59,7 @@ def _source(ctx: ServerContext, caller: Caller, body: RecurringRun) -> dict[str,
     check_one_source(body, "a recurring run")
     version = resolve_version(ctx, caller, body.pipeline_version_reference, body.pipeline_version_id)
     if version is not None:
-        loaded = parse_spec(wire.combined_spec(version.pipeline_spec, version.platform_spec) or {})
+        loaded = parse_spec(spec_document(version.pipeline_spec, version.platform_spec))
         columns = {"pipeline_id": version.pipeline_id, "pipeline_version_id": version.id}
     else:
         loaded = parse_spec(body.pipeline_spec or {})
