@@ -1,5 +1,6 @@
 """Experiments over the KFP API, driven by the real kfp.Client (raw HTTP only for what it cannot send)."""
 
+import base64
 import json
 
 import httpx
@@ -137,6 +138,9 @@ def test_json_names_are_accepted_and_unknown_fields_rejected(api: httpx.Client) 
     ({"sort_by": "colour desc"}, "cannot sort experiments by 'colour'"),
     ({"sort_by": "display_name sideways"}, "invalid sort_by"),
     ({"page_token": "not-a-token"}, "invalid page token"),
+    ({"page_token": base64.urlsafe_b64encode(json.dumps(
+        {"r": "experiments", "p": [[1, 2, 3, 4]], "s": "created_at", "d": False, "a": [None, "x"]}).encode()).decode()},
+     "invalid page token"),
     ({"page_size": "-1"}, "page_size must be positive"),
     ({"page_size": "ten"}, "page_size"),
 ])
@@ -146,6 +150,13 @@ def test_bad_list_requests_are_400_naming_the_problem(api: httpx.Client, params:
     body = response.json()
     assert expected in body["message"]
     assert body["code"] == 3 and body["error"] == body["message"]  # KFP's error body: gRPC INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("path", ["/experiments", "/pipelines", "/runs", "/recurringruns"])
+def test_a_missing_body_is_named(api: httpx.Client, path: str) -> None:
+    response = api.post(path)
+    assert response.status_code == 400
+    assert response.json()["message"] == "request body is required (JSON)"
 
 
 def test_unknown_ids_are_404_in_kfp_error_shape(api: httpx.Client) -> None:

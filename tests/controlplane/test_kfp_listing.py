@@ -1,49 +1,26 @@
-"""Listing runs at scale, on SQLite and PostgreSQL: two statements per page, no specs read, fast at 10,000 runs.
+"""Listing runs at scale, on SQLite and PostgreSQL: two statements per page and no specs read, at 10,000 runs.
 
 These drive the catalogue (`RunCatalog`) and the request parsing (`listing`) in-process, against real
-databases, so the figures are the server's own cost without HTTP around it.
+databases. What a list costs in time is measured by benchmarks/control_plane_load.py, not here: a
+timing threshold on a shared test machine measures its neighbours as much as the code.
 """
 
 import json
 import random
-import statistics
-import time
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, insert
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, insert
 
 from flowdeck.controlplane.auth import ADMIN
 from flowdeck.controlplane.kfp import listing
+from flowdeck.controlplane.kfp.listing import ListParams
 from flowdeck.controlplane.kfp.runs import FIELDS
-from flowdeck.store import RunRow, Store, open_store
+from flowdeck.store import RunRow, Store
 from flowdeck.store.catalog import ListQuery, Predicate, RunCatalog
 
 SPEC = {"pipelineInfo": {"name": "big"}, "root": {"dag": {"tasks": {}}}, "padding": "x" * 4000}
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """An empty store on one backend (PostgreSQL: a schema of its own in the session's database)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'flowdeck.db'}"
-    else:
-        database_url = request.getfixturevalue("postgres_url")
-        schema = f"test_{uuid.uuid4().hex[:12]}"
-        engine = create_engine(database_url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        engine.dispose()
-        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def add_runs(store: Store, count: int, *, seed: int = 7) -> list[dict]:
@@ -96,12 +73,10 @@ def test_filters_combine_with_namespaces_and_cursors(store: Store) -> None:
     rows = add_runs(store, 2000)
     catalog = RunCatalog(store)
     query = listing.build_query(
-        FIELDS, caller=ADMIN, namespace="team", sort_by="created_at desc", size=9,
-        filter=json.dumps({"predicates": [
+        FIELDS, ListParams(sort_by="created_at desc", page_size=9, filter=json.dumps({"predicates": [
             {"operation": 8, "key": "state", "stringValues": {"values": ["FAILED", "CANCELED"]}},
             {"operation": "GREATER_THAN_EQUALS", "key": "created_at", "timestamp_value": "2026-01-10T00:00:00Z"},
-        ]}),
-        extra=(Predicate("experiment_id", "EQUALS", "exp-3"),))
+        ]})), caller=ADMIN, namespace="team", extra=(Predicate("experiment_id", "EQUALS", "exp-3"),))
     expected = sorted(
         (r for r in rows if r["namespace"] == "team" and r["state"] in ("FAILED", "CANCELED")
          and r["created_at"] >= datetime(2026, 1, 10, tzinfo=timezone.utc) and r["experiment_id"] == "exp-3"),
@@ -110,13 +85,13 @@ def test_filters_combine_with_namespaces_and_cursors(store: Store) -> None:
     assert first.total_size == len(expected) > 9
     # the next request carries only the token (plus its own experiment_id), as kfp.Client does
     token = listing.next_token(FIELDS, query, first, query.predicates[-1:])
-    following = listing.build_query(FIELDS, caller=ADMIN, namespace="team", page_token=token, size=100,
-                                    extra=(Predicate("experiment_id", "EQUALS", "exp-3"),))
+    following = listing.build_query(FIELDS, ListParams(page_token=token, page_size=100), caller=ADMIN,
+                                    namespace="team", extra=(Predicate("experiment_id", "EQUALS", "exp-3"),))
     second = catalog.list(following)
     assert [r.id for r in first.rows] + [r.id for r in second.rows] == [r["id"] for r in expected]
 
 
-def test_listing_10000_runs_reads_no_specs_in_two_statements_under_100ms(store: Store) -> None:
+def test_listing_10000_runs_reads_no_specs_in_two_statements(store: Store) -> None:
     add_runs(store, 10_000)
     catalog = RunCatalog(store)
     statements: list[str] = []
@@ -124,31 +99,24 @@ def test_listing_10000_runs_reads_no_specs_in_two_statements_under_100ms(store: 
     def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001 - SQLAlchemy event signature
         statements.append(statement)
 
+    newest_20 = ListParams(page_size=20, sort_by="created_at desc")
     queries = {
-        "newest 10": listing.build_query(FIELDS, caller=ADMIN, size=10, sort_by="created_at desc"),
-        "newest 100": listing.build_query(FIELDS, caller=ADMIN, size=100, sort_by="created_at desc"),
-        "one experiment": listing.build_query(FIELDS, caller=ADMIN, size=20, sort_by="created_at desc",
+        "newest 10": listing.build_query(FIELDS, ListParams(page_size=10, sort_by="created_at desc"), caller=ADMIN),
+        "newest 100": listing.build_query(FIELDS, ListParams(page_size=100, sort_by="created_at desc"), caller=ADMIN),
+        "one experiment": listing.build_query(FIELDS, newest_20, caller=ADMIN,
                                               extra=(Predicate("experiment_id", "EQUALS", "exp-2"),)),
-        "one namespace": listing.build_query(FIELDS, caller=ADMIN, namespace="team", size=20,
-                                             sort_by="created_at desc"),
-        "failed": listing.build_query(FIELDS, caller=ADMIN, size=20, sort_by="created_at desc",
-                                      filter='{"predicates": [{"operation": 1, "key": "state", '
-                                             '"stringValue": "FAILED"}]}'),
+        "one namespace": listing.build_query(FIELDS, newest_20, caller=ADMIN, namespace="team"),
+        "failed": listing.build_query(FIELDS, ListParams(page_size=20, sort_by="created_at desc",
+                                                         filter='{"predicates": [{"operation": 1, "key": "state", '
+                                                                '"stringValue": "FAILED"}]}'), caller=ADMIN),
     }
     event.listen(store.engine, "before_cursor_execute", record)
     try:
         for name, query in queries.items():
-            catalog.list(query)  # warm up
             statements.clear()
-            timings = []
-            for _ in range(40):
-                started = time.perf_counter()
-                page = catalog.list(query)
-                timings.append((time.perf_counter() - started) * 1000)
-            assert len(statements) == 2 * 40, name  # the page and its count: no query per row
+            page = catalog.list(query)
+            assert len(statements) == 2, name  # the page and its count: no query per row
             assert not any("pipeline_spec" in s or "outputs" in s for s in statements), name
             assert page.total_size > len(page.rows) and page.after is not None
-            p95 = statistics.quantiles(timings, n=20)[-1]
-            assert p95 < 100, f"{name}: p95 {p95:.1f} ms"  # typically 2-15 ms here; 100 ms is the target
     finally:
         event.remove(store.engine, "before_cursor_execute", record)

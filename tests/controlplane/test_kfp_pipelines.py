@@ -33,6 +33,11 @@ def adder(a: int = 1, b: int = 2) -> int:
     return add(a=a, b=b).output
 
 
+#: Top-level keys of 250 bytes that expand to 9**6 strings (4 MB of JSON) once their aliases are followed.
+ALIAS_BOMB = ("a: &a [" + ", ".join(["lol"] * 9) + "]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(5))).encode()
+
+
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("packages") / "adder.yaml"
@@ -141,6 +146,15 @@ def test_bad_uploads_are_400(api: httpx.Client, files: dict | None, params: dict
     response = api.post("/pipelines/upload", params=params, files=files)
     assert response.status_code == 400
     assert expected in response.json()["message"]
+
+
+def test_yaml_aliases_are_refused(api: httpx.Client, package: Path) -> None:
+    """Compiled pipelines never use aliases, and nested ones can expand a small upload without bound."""
+    bomb = package.read_bytes() + ALIAS_BOMB
+    response = api.post("/pipelines/upload", params={"name": "pl-bomb"}, files={"uploadfile": ("bomb.yaml", bomb)})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("bomb.yaml: YAML aliases are not allowed in pipeline files (the "
+                                                 "node anchored at line "), response.json()["message"]
 
 
 def test_upload_version_needs_an_existing_pipeline(api: httpx.Client, package: Path) -> None:

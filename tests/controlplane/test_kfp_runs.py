@@ -1,6 +1,8 @@
 """Runs over the KFP API, driven by the real kfp.Client: create, watch, list, terminate, retry, archive, delete."""
 
+import base64
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from kfp_server_api.exceptions import ApiException
 
 from flowdeck.config import Settings
 from flowdeck.pipelines.api import run_pipeline
-from helpers import wait_for
+from flowdeck.store import open_store
+from helpers import ControlPlane, wait_for
 
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 
@@ -104,7 +107,7 @@ def test_run_a_package_and_read_its_task_details(kfp_client: kfp.Client, package
     assert run.state == "SUCCEEDED"
     assert run.runtime_config.parameters == {"a": 3, "b": 4}
     assert run.display_name.startswith("adder.yaml ")
-    assert run.created_at <= run.finished_at
+    assert run.created_at < run.finished_at
     assert [s.state for s in run.state_history] == ["PENDING", "RUNNING", "SUCCEEDED"]
     experiment = kfp_client.get_experiment(experiment_name="runs-package")
     assert run.experiment_id == experiment.experiment_id
@@ -116,6 +119,22 @@ def test_run_a_package_and_read_its_task_details(kfp_client: kfp.Client, package
         assert task.run_id == run.run_id and task.state == "SUCCEEDED"
         assert task.create_time <= task.start_time <= task.end_time
         assert task.parent_task_id is None
+
+
+def test_times_have_millisecond_precision(kfp_client: kfp.Client, api: httpx.Client, kfp_home: Path,
+                                          spec: dict) -> None:
+    """Sub-second times keep their milliseconds on the wire (a fast task would otherwise last 0 s)."""
+    run_id = api.post("/runs", json={"display_name": "precise", "pipeline_spec": spec}).json()["run_id"]
+    run = finished(kfp_client, run_id)
+    store = open_store(Settings(home=kfp_home).resolved_database_url)
+    try:
+        stored = store.get_run(run_id)
+    finally:
+        store.close()
+    for received, kept in ((run.created_at, stored.created_at), (run.finished_at, stored.finished_at)):
+        assert received == kept.replace(microsecond=kept.microsecond // 1000 * 1000)  # kfp.Client parses them
+    raw = api.get(f"/runs/{run_id}").json()["created_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z", raw), raw
 
 
 def test_task_details_show_nesting_and_artifacts(kfp_client: kfp.Client) -> None:
@@ -204,6 +223,48 @@ def test_runs_of_flowdeck_run_are_listed_too(kfp_client: kfp.Client, kfp_home: P
     assert len(run.run_details.task_details) == 2
 
 
+def test_kfp_client_in_namespace_default_sees_the_single_user_namespace(kfp_server: ControlPlane, kfp_home: Path,
+                                                                        spec: dict) -> None:
+    """"default" is the store's "": what `flowdeck run` and resources make is what namespace default shows."""
+    client = kfp.Client(host=kfp_server.url, namespace="default")
+    embedded = run_pipeline(spec, {"a": 1, "b": 1}, settings=Settings(home=kfp_home))
+    newest = client.list_runs(page_size=1, sort_by="created_at desc").runs  # the client sends namespace=default
+    assert [r.run_id for r in newest] == [embedded["run_id"]]
+    experiment = client.create_experiment("runs-in-default")  # the client sends namespace "default"
+    assert experiment.namespace is None  # stored as "", which KFP leaves out
+    team = client.create_experiment("runs-in-team", namespace="team")
+    assert team.namespace == "team"
+    listed = [e.experiment_id for e in client.list_experiments(page_size=200).experiments]  # namespace=default
+    assert experiment.experiment_id in listed and team.experiment_id not in listed
+
+
+def _token(state: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+
+
+def test_page_tokens_are_signed_and_anything_else_is_one_400(api: httpx.Client, spec: dict) -> None:
+    for i in range(3):
+        assert api.post("/runs", json={"display_name": f"token {i}", "pipeline_spec": spec}).status_code == 200
+    for name in ("token-a", "token-b"):
+        api.post("/experiments", json={"display_name": name})
+    token = api.get("/runs", params={"page_size": 1}).json()["next_page_token"]
+    assert api.get("/runs", params={"page_size": 1, "page_token": token}).status_code == 200
+    payload, mac = token.split(".")
+    crafted = [
+        _token({"r": "runs", "p": [["state", "EQUALS"]], "s": "created_at", "d": False, "a": [None, "x"]}),
+        _token({"r": "runs", "p": [5], "s": "created_at", "d": False, "a": [None, "x"]}),
+        _token({"r": "runs", "p": [], "s": "created_at", "d": False, "a": [None, "x"]}),  # well formed, unsigned
+        f"{_token({'r': 'runs', 'p': [], 's': 'pipeline_spec', 'd': False, 'a': [None, 'x']})}.{mac}",
+        f"{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{mac}",  # tampered
+        f"{payload}.",
+        api.get("/experiments", params={"page_size": 1}).json()["next_page_token"],  # another list's
+    ]
+    for bad in crafted:
+        response = api.get("/runs", params={"page_token": bad})
+        assert response.status_code == 400, (bad, response.text)
+        assert response.json()["message"].startswith("invalid page token"), bad
+
+
 def test_terminate_a_long_run_then_delete_it(kfp_client: kfp.Client) -> None:
     result = kfp_client.create_run_from_pipeline_func(sleeper, arguments={"seconds": 60},
                                                       experiment_name="runs-terminate")
@@ -265,9 +326,18 @@ def test_archive_and_unarchive_a_run(kfp_client: kfp.Client, api: httpx.Client, 
     ({"display_name": "x", "pipeline_spec": "SPEC", "runtimeConfig": {"parameters": {}, "extra": 1}}, 400,
      "extra"),
     ({"display_name": "x", "pipeline_spec": "SPEC", "priority": "high"}, 400, "priority"),
+    ({"display_name": "x", "pipeline_spec": {"pipeline_spec": "SPEC", "platform_spec": 7}}, 400,
+     "platform_spec must be a mapping, not a number"),
+    ({"display_name": "x", "pipeline_spec": {"pipeline_spec": "SPEC", "platform_spec": {"platforms": []}}}, 400,
+     "platform_spec.platforms must be a mapping, not a list"),
 ])
 def test_bad_run_requests(api: httpx.Client, spec: dict, body: dict, status: int, expected: str) -> None:
-    body = {k: (spec if v == "SPEC" else v) for k, v in body.items()}
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return spec if value == "SPEC" else value
+
+    body = fill(body)
     response = api.post("/runs", json=body)
     assert response.status_code == status, response.text
     assert expected in response.json()["message"]

@@ -1,14 +1,11 @@
 """The KFP API under server settings: a bearer token (kfp.Client's existing_token), and PostgreSQL as the store."""
 
-import uuid
 from pathlib import Path
 
 import httpx
 import kfp
 import pytest
 from kfp import compiler, dsl
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 from helpers import StartControlPlane, wait_for
 
@@ -39,15 +36,9 @@ def test_with_a_token_kfp_client_needs_existing_token(control_plane: StartContro
 
 
 @pytest.mark.postgres
-def test_experiments_pipelines_and_runs_on_postgresql(control_plane: StartControlPlane, postgres_url: str,
+def test_experiments_pipelines_and_runs_on_postgresql(control_plane: StartControlPlane, postgres_schema_url: str,
                                                       tmp_path: Path) -> None:
-    schema = f"kfp_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine.dispose()
-    database_url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    server = control_plane(env={"FLOWDECK_DATABASE_URL": database_url.render_as_string(hide_password=False)})
+    server = control_plane(env={"FLOWDECK_DATABASE_URL": postgres_schema_url})
     kfp_client = client(server.url)
 
     package = tmp_path / "adder.yaml"

@@ -8,11 +8,14 @@ this shape — a client mistake is a 4xx naming what is wrong, never a 500.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("flowdeck.controlplane")
@@ -29,6 +32,49 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class DomainErrorRoute(APIRoute):
+    """A route whose handlers raise their domain's own exceptions, turned into `ApiError`s here.
+
+    Subclasses list the exceptions in `statuses`, so no handler repeats try/except blocks and no client
+    mistake surfaces as a 500. Query and path parameters holding a NUL byte are refused first
+    (PostgreSQL can neither compare nor store one), and a value the database refuses all the same
+    (`DataError`) is a 400 too.
+    """
+
+    #: (exception type, HTTP status) pairs; the first that matches an exception decides.
+    statuses: ClassVar[tuple[tuple[type[Exception], int], ...]] = ()
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        statuses = (*self.statuses, (DataError, 400))
+        caught = tuple(kind for kind, _ in statuses)
+
+        async def route(request: Request) -> Response:
+            _refuse_nul_bytes(request)
+            try:
+                return await handler(request)
+            except caught as exc:
+                status = next(code for kind, code in statuses if isinstance(exc, kind))
+                raise ApiError(status, error_message(exc)) from None
+
+        return route
+
+
+def _refuse_nul_bytes(request: Request) -> None:
+    for kind, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
+        for name, value in items:
+            if "\x00" in str(value):
+                raise ApiError(400, f"{kind} parameter {name}: must not contain a NUL byte")
+
+
+def error_message(exc: BaseException) -> str:
+    """The first line of an exception's text (its type's name when it has none); a database's own words."""
+    if isinstance(exc, DataError):
+        return f"invalid value: {error_message(exc.orig)}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -56,6 +102,8 @@ def describe_validation_error(exc: RequestValidationError) -> str:
     text = first.get("msg", "invalid value")
     if first.get("type") == "json_invalid":
         return f"request body is not valid JSON: {first.get('ctx', {}).get('error', text)}"
+    if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+        return "request body is required (JSON)"
     return f"{where}{location}: {text}" if location else text
 
 

@@ -92,7 +92,8 @@ class RunController:
                    display_name: str | None = None, namespace: str = "", experiment_id: str | None = None,
                    description: str | None = None, pipeline_id: str | None = None,
                    pipeline_version_id: str | None = None, recurring_run_id: str | None = None,
-                   scheduled_at: datetime | None = None, service_account: str | None = None) -> str:
+                   scheduled_at: datetime | None = None, service_account: str | None = None,
+                   owner: str | None = None) -> str:
         """Validate, record (PENDING) and queue a run; returns its id.
 
         `pipeline_spec` is a PipelineSpec dict, or `{"pipeline_spec": ..., "platform_spec": ...}` as
@@ -105,7 +106,7 @@ class RunController:
             self.store, pipeline, typed, artifacts, display_name=display_name, namespace=namespace,
             experiment_id=experiment_id, description=description, pipeline_id=pipeline_id,
             pipeline_version_id=pipeline_version_id, recurring_run_id=recurring_run_id,
-            scheduled_at=scheduled_at, service_account=service_account, origin="server",
+            scheduled_at=scheduled_at, service_account=service_account, origin="server", owner=owner,
         )
         if experiment_id:
             Experiments(self.store).run_created(experiment_id, self.store.get_run(run_id).created_at)

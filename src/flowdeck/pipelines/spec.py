@@ -20,7 +20,31 @@ import yaml
 from flowdeck.pipelines.errors import PipelineError
 
 #: libyaml's safe loader when PyYAML was built with it (10x faster on large pipelines).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Where the engine reads a platform spec: each of these must be a mapping, then each executor's settings.
+_PLATFORM_PATH = ("platforms", "kubernetes", "deploymentSpec", "executors")
+
+
+class _AliasUsed(Exception):
+    """A YAML alias in a pipeline file (see `_NoAliasLoader`)."""
+
+
+class _NoAliasLoader(_SAFE_LOADER):
+    """The safe loader, refusing YAML aliases.
+
+    An alias makes a node appear again wherever it is used, so a few kilobytes of nested aliases
+    expand into gigabytes once the spec is walked or stored as JSON (a "billion laughs" file).
+    Compiled KFP pipelines never use anchors or aliases, so refusing aliases costs no real file.
+    A node is constructed a second time only when an alias refers to it again.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects or node in self.recursive_objects:
+            mark = node.start_mark
+            raise _AliasUsed(f"YAML aliases are not allowed in pipeline files (the node anchored at line "
+                             f"{mark.line + 1}, column {mark.column + 1} is used again through an alias); "
+                             "compiled KFP pipelines never use anchors or aliases")
+        return super().construct_object(node, deep)
 
 
 @dataclass
@@ -73,26 +97,67 @@ def load_pipeline(source: Any, *, function_name: str | None = None) -> Pipeline:
         raw = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{path}: cannot read: {exc}") from None
+    return from_documents(load_documents(raw, str(path)), str(path))
+
+
+def load_documents(text: str, source: str) -> list[Any]:
+    """The non-empty YAML (or JSON) documents of a pipeline file; YAML aliases are refused (`_NoAliasLoader`)."""
     try:
-        documents = [doc for doc in yaml.load_all(raw, Loader=_LOADER) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=_NoAliasLoader) if doc is not None]
     except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: not valid YAML: {_first_line(exc)}") from None
-    return from_documents(documents, str(path))
+        raise PipelineError(f"{source}: not valid YAML: {_first_line(exc)}") from None
+    except _AliasUsed as exc:
+        raise PipelineError(f"{source}: {exc}") from None
+
+
+def spec_document(spec: dict[str, Any], platform_spec: dict[str, Any] | None) -> dict[str, Any]:
+    """One document for a spec and its platform spec: `{pipeline_spec, platform_spec}`, or the bare spec.
+
+    This is the shape KFP's `pipeline_spec` Struct takes, and what `load_pipeline` and `from_documents` read.
+    """
+    if platform_spec:
+        return {"pipeline_spec": spec, "platform_spec": platform_spec}
+    return spec
 
 
 def from_documents(documents: list[Any], source: str) -> Pipeline:
-    """Build a Pipeline from the parsed YAML documents of a compiled pipeline file."""
+    """Build a Pipeline from the parsed YAML documents of a compiled pipeline file (or a `spec_document`)."""
     if not documents:
         raise PipelineError(f"{source}: empty file, no pipeline spec")
     spec = documents[0]
-    platform: dict[str, Any] = {}
+    platform: Any = None
     if isinstance(spec, dict) and "pipeline_spec" in spec and isinstance(spec["pipeline_spec"], dict):
-        platform = spec.get("platform_spec") or {}
+        platform = spec.get("platform_spec")
         spec = spec["pipeline_spec"]
-    if len(documents) > 1 and isinstance(documents[1], dict):
+    if len(documents) > 1:
         platform = documents[1]
     validate_spec(spec, source)
-    return Pipeline(spec=spec, platform_spec=platform, source=source)
+    return Pipeline(spec=spec, platform_spec=validate_platform_spec(platform, source), source=source)
+
+
+def validate_platform_spec(platform: Any, source: str) -> dict[str, Any]:
+    """The platform spec ({} when there is none), after checking that what the engine reads is made of mappings."""
+    if platform is None:
+        return {}
+    node, where = platform, "platform_spec"
+    for key in _PLATFORM_PATH:
+        if not isinstance(node, dict):
+            raise PipelineError(f"{source}: {where} must be a mapping, not {_kind(node)}")
+        if key not in node:
+            return platform
+        node, where = node[key], f"{where}.{key}"
+    if not isinstance(node, dict):
+        raise PipelineError(f"{source}: {where} must be a mapping, not {_kind(node)}")
+    for label, settings in node.items():
+        if not isinstance(settings, dict):
+            raise PipelineError(f"{source}: {where}.{label} must be a mapping, not {_kind(settings)}")
+    return platform
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def validate_spec(spec: Any, source: str) -> None:
@@ -186,7 +251,7 @@ def compile_function(func: Any, label: str) -> Pipeline:
             compiler.Compiler().compile(func, str(out))
         except Exception as exc:  # noqa: BLE001 - any compile error is the user's to fix
             raise PipelineError(f"{label}: kfp could not compile it: {_first_line(exc)}") from None
-        documents = [d for d in yaml.load_all(out.read_text(), Loader=_LOADER) if d is not None]
+        documents = load_documents(out.read_text(), label)
     return from_documents(documents, label)
 
 

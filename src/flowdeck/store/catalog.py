@@ -10,12 +10,16 @@ Keyset pagination (`after`: the sort value and id of the previous page's last ro
 stable while new rows arrive, which an offset would not. Values in predicates and cursors may come
 in as JSON (strings, numbers); they are converted to the column's type here, and a value that does
 not fit is an `InvalidQuery`.
+
+Text written to a row must fit its column and hold no NUL byte (`InvalidValue` otherwise):
+PostgreSQL refuses both while SQLite stores them, and the two backends must behave alike.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -58,6 +62,7 @@ __all__ = [
     "AlreadyExists",
     "Experiments",
     "InvalidQuery",
+    "InvalidValue",
     "ListQuery",
     "NotFound",
     "Page",
@@ -90,6 +95,10 @@ class StateConflict(ValueError):
 
 class InvalidQuery(ValueError):
     """A list query names an unknown column or a value that does not fit the column."""
+
+
+class InvalidValue(ValueError):
+    """A value to write does not fit its column (too long, or a NUL byte in text)."""
 
 
 OPERATIONS = ("EQUALS", "NOT_EQUALS", "GREATER_THAN", "GREATER_THAN_EQUALS", "LESS_THAN", "LESS_THAN_EQUALS",
@@ -265,9 +274,34 @@ def _get(conn: Connection, table: Table, row_id: str, what: str, columns: Sequen
     return row
 
 
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    text = str(exc.orig).lower()
-    return "unique" in text or "duplicate" in text
+def _checked(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` for a row of `table`, after checking that each string fits its column and holds no NUL byte."""
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            raise InvalidValue(f"{name} must not contain a NUL byte")
+        length = getattr(table.c[name].type, "length", None)
+        if length is not None and len(value) > length:
+            raise InvalidValue(f"{name} is too long: {len(value)} characters, at most {length}")
+    return values
+
+
+def _in(namespace: str) -> str:
+    """" in namespace 'x'" for messages; nothing for the single-user namespace."""
+    return f" in namespace {namespace!r}" if namespace else ""
+
+
+@contextmanager
+def _unique(message: str) -> Iterator[None]:
+    """Turn a unique-constraint violation in the block into `AlreadyExists(message)`."""
+    try:
+        yield
+    except IntegrityError as exc:
+        text = str(exc.orig).lower()
+        if "unique" in text or "duplicate" in text:
+            raise AlreadyExists(message) from None
+        raise
 
 
 # -- experiments -------------------------------------------------------------------------------------
@@ -282,17 +316,12 @@ class Experiments:
         self.engine = _engine(store)
 
     def create(self, *, display_name: str, namespace: str = "", description: str | None = None) -> Row[Any]:
-        values = {"id": new_id(), "namespace": namespace, "display_name": display_name, "description": description,
-                  "storage_state": AVAILABLE, "created_at": utcnow()}
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(self.table), [values])
-                return _get(conn, self.table, values["id"], "experiment")
-        except IntegrityError as exc:
-            if _is_unique_violation(exc):
-                where = f" in namespace {namespace!r}" if namespace else ""
-                raise AlreadyExists(f"an experiment named {display_name!r} already exists{where}") from None
-            raise
+        values = _checked(self.table, {"id": new_id(), "namespace": namespace, "display_name": display_name,
+                                       "description": description, "storage_state": AVAILABLE, "created_at": utcnow()})
+        exists = f"an experiment named {display_name!r} already exists{_in(namespace)}"
+        with _unique(exists), self.engine.begin() as conn:
+            conn.execute(insert(self.table), [values])
+            return _get(conn, self.table, values["id"], "experiment")
 
     def get(self, experiment_id: str) -> Row[Any]:
         with self.engine.connect() as conn:
@@ -364,21 +393,16 @@ class Pipelines:
 
         Both rows are written in one transaction: a rejected version leaves no empty pipeline behind.
         """
-        values = {"id": new_id(), "namespace": namespace, "name": name, "display_name": display_name or name,
-                  "description": description, "tags": tags or {}, "created_at": utcnow()}
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(self.table), [values])
-                pipeline = _get(conn, self.table, values["id"], "pipeline")
-                created = None
-                if version is not None:
-                    created = PipelineVersions.insert(conn, pipeline_id=values["id"], **version)
-                return pipeline, created
-        except IntegrityError as exc:
-            if _is_unique_violation(exc):
-                where = f" in namespace {namespace!r}" if namespace else ""
-                raise AlreadyExists(f"a pipeline named {name!r} already exists{where}") from None
-            raise
+        values = _checked(self.table, {"id": new_id(), "namespace": namespace, "name": name,
+                                       "display_name": display_name or name, "description": description,
+                                       "tags": tags or {}, "created_at": utcnow()})
+        with _unique(f"a pipeline named {name!r} already exists{_in(namespace)}"), self.engine.begin() as conn:
+            conn.execute(insert(self.table), [values])
+            pipeline = _get(conn, self.table, values["id"], "pipeline")
+            created = None
+            if version is not None:
+                created = PipelineVersions.insert(conn, pipeline_id=values["id"], **version)
+            return pipeline, created
 
     def get(self, pipeline_id: str) -> Row[Any]:
         with self.engine.connect() as conn:
@@ -389,8 +413,7 @@ class Pipelines:
         with self.engine.connect() as conn:
             row = conn.execute(select(self.table).where(c.namespace == namespace, c.name == name)).first()
         if row is None:
-            where = f" in namespace {namespace!r}" if namespace else ""
-            raise NotFound(f"pipeline named {name!r} not found{where}")
+            raise NotFound(f"pipeline named {name!r} not found{_in(namespace)}")
         return row
 
     def list(self, query: ListQuery) -> Page:
@@ -430,21 +453,17 @@ class PipelineVersions:
                display_name: str | None = None, description: str | None = None,
                platform_spec: dict[str, Any] | None = None, code_source_url: str | None = None,
                tags: dict[str, str] | None = None) -> Row[Any]:
-        values = {"id": new_id(), "pipeline_id": pipeline_id, "name": name, "display_name": display_name or name,
-                  "description": description, "pipeline_spec": pipeline_spec, "platform_spec": platform_spec or None,
-                  "code_source_url": code_source_url, "tags": tags or {}, "created_at": utcnow()}
+        values = _checked(cls.table, {
+            "id": new_id(), "pipeline_id": pipeline_id, "name": name, "display_name": display_name or name,
+            "description": description, "pipeline_spec": pipeline_spec, "platform_spec": platform_spec or None,
+            "code_source_url": code_source_url, "tags": tags or {}, "created_at": utcnow()})
         conn.execute(insert(cls.table), [values])
         return _get(conn, cls.table, values["id"], "pipeline version")
 
     def create(self, *, pipeline_id: str, name: str, pipeline_spec: dict[str, Any], **values: Any) -> Row[Any]:
-        try:
-            with self.engine.begin() as conn:
-                _get(conn, Pipelines.table, pipeline_id, "pipeline", [Pipelines.table.c.id])
-                return self.insert(conn, pipeline_id=pipeline_id, name=name, pipeline_spec=pipeline_spec, **values)
-        except IntegrityError as exc:
-            if _is_unique_violation(exc):
-                raise AlreadyExists(f"pipeline {pipeline_id!r} already has a version named {name!r}") from None
-            raise
+        with _unique(f"pipeline {pipeline_id!r} already has a version named {name!r}"), self.engine.begin() as conn:
+            _get(conn, Pipelines.table, pipeline_id, "pipeline", [Pipelines.table.c.id])
+            return self.insert(conn, pipeline_id=pipeline_id, name=name, pipeline_spec=pipeline_spec, **values)
 
     def get(self, version_id: str, *, pipeline_id: str | None = None) -> Row[Any]:
         """The version with its spec; with `pipeline_id`, it must belong to that pipeline."""
@@ -497,7 +516,7 @@ class RecurringRuns:
     def create(self, **values: Any) -> Row[Any]:
         """Insert a recurring run; `values` are its columns (id and timestamps are filled in)."""
         now = utcnow()
-        values = {"id": new_id(), "created_at": now, "updated_at": now, **values}
+        values = _checked(self.table, {"id": new_id(), "created_at": now, "updated_at": now, **values})
         with self.engine.begin() as conn:
             conn.execute(insert(self.table), [values])
             return _get(conn, self.table, values["id"], "recurring run")

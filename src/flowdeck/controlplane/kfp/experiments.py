@@ -47,21 +47,13 @@ def create_experiment(body: Experiment, ctx: Ctx, caller: CallerDep) -> JSONResp
 
 @router.get("/experiments", response_model=None, responses={200: {"model": ListExperimentsResponse}})
 def list_experiments(
-    ctx: Ctx, caller: CallerDep,
-    page_token: str | None = Query(None, description="next_page_token of the previous page."),
-    page_size: int | None = Query(None, description=f"Default {listing.DEFAULT_PAGE_SIZE}, "
-                                                    f"at most {listing.MAX_PAGE_SIZE}."),
-    sort_by: str | None = Query(None, description='"field" or "field desc", e.g. "created_at desc".'),
-    filter: str | None = Query(None, description='A Filter as JSON: {"predicates": [{"operation": "EQUALS", '
-                                                 '"key": "display_name", "string_value": "Default"}]}.'),
+    ctx: Ctx, caller: CallerDep, params: listing.ListParamsDep,
     namespace: str | None = Query(None, description="Only this namespace's experiments."),
 ) -> JSONResponse:
     """List experiments, filtered, sorted and paged."""
-    query = listing.build_query(FIELDS, caller=caller, namespace=namespace, page_token=page_token, size=page_size,
-                                sort_by=sort_by, filter=filter)
+    query = listing.build_query(FIELDS, params, caller=caller, namespace=namespace)
     result = Experiments(ctx.store).list(query)
-    return wire.respond(wire.page("experiments", map(wire.experiment, result.rows), result.total_size,
-                                  listing.next_token(FIELDS, query, result)))
+    return listing.respond("experiments", map(wire.experiment, result.rows), FIELDS, query, result)
 
 
 @router.get("/experiments/{experiment_id}", response_model=None, responses={200: {"model": Experiment}})

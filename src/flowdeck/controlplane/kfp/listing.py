@@ -3,30 +3,59 @@
 `filter` is a URL-encoded `Filter` message. KFP's server parses it with protojson, so it accepts
 operations by name or number and value fields in snake_case or camelCase; `kfp.Client` itself sends
 `{"predicates": [{"operation": 1, "key": "display_name", "stringValue": "Default"}]}`. `sort_by` is
-`"field"` or `"field desc"`. A page token is opaque to clients: base64 of the query it continues
-(filter, sort, and the last row's sort value and id), so a client only has to echo it back, and
-later pages ignore `filter`/`sort_by` as KFP does.
+`"field"` or `"field desc"`. A page token is opaque to clients: the query it continues (filter,
+sort, and the last row's sort value and id) in base64, signed with an HMAC, so a client only has to
+echo it back, later pages ignore `filter`/`sort_by` as KFP does, and a token the server did not
+issue is refused as a whole instead of being trusted part by part. The key is made anew by each
+server process: a token outlives neither a restart nor, in practice, the listing it belongs to.
+The namespace "default" is the store's "" (`store_namespace`), as in the resource API.
 
-Each resource gives its `Fields`: the API keys it can filter and sort on, mapped to columns.
+Each resource gives its `Fields`: the API keys it can filter and sort on, mapped to columns. Every
+list endpoint takes the same `ListParams` and answers with `respond`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import hashlib
+import hmac
 import json
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
+
+from fastapi import Depends, Query
+from fastapi.responses import JSONResponse
 
 from flowdeck.controlplane.auth import Caller
 from flowdeck.controlplane.errors import ApiError
+from flowdeck.controlplane.kfp import wire
+from flowdeck.resources.model import store_namespace
 from flowdeck.store.catalog import OPERATIONS, ListQuery, Page, Predicate
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
+#: Signs page tokens; made anew by every server process.
+_TOKEN_KEY = secrets.token_bytes(32)
+_TOKEN_MAC_BYTES = 16
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """The query parameters every KFP list takes; a handler receives them as a `ListParamsDep`."""
+
+    page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None
+    page_size: Annotated[int | None, Query(description=f"Default {DEFAULT_PAGE_SIZE}, "
+                                                       f"at most {MAX_PAGE_SIZE}.")] = None
+    sort_by: Annotated[str | None, Query(description='"field" or "field desc", e.g. "created_at desc".')] = None
+    filter: Annotated[str | None, Query(description='A Filter as JSON, e.g. {"predicates": [{"operation": '
+                                                    '"EQUALS", "key": "display_name", "string_value": "x"}]}.')] = None
+
+
+ListParamsDep = Annotated[ListParams, Depends()]
 
 #: Predicate.Operation numbers (filter.proto).
 OPERATION_NUMBERS = {1: "EQUALS", 2: "NOT_EQUALS", 3: "GREATER_THAN", 5: "GREATER_THAN_EQUALS", 6: "LESS_THAN",
@@ -121,8 +150,12 @@ def _predicate(item: Any, fields: Fields) -> Predicate:
         value = value["values"]
     elif kind in _LISTS:
         raise _fail(f"{operation} on {key!r} takes a single value, not {kind}")
+    if any(isinstance(v, str) and "\x00" in v for v in (value if isinstance(value, list) else [value])):
+        raise _fail(f"the value of {key!r} must not contain a NUL byte")
     if key == "storage_state":
         value = [_storage_state(v) for v in value] if isinstance(value, list) else _storage_state(value)
+    elif key == "namespace":
+        value = [store_namespace(v) for v in value] if isinstance(value, list) else store_namespace(value)
     return Predicate(column=column, operation=operation, value=value)
 
 
@@ -156,8 +189,13 @@ def page_size(value: int | None) -> int:
 
 
 def namespaces(caller: Caller, namespace: str | None) -> list[str] | None:
-    """The namespaces a list may show: the one asked for (if allowed), else all the caller may use."""
+    """The namespaces a list may show: the one asked for (if allowed), else all the caller may use.
+
+    No namespace, or "" (what `kfp.Client` sends in single-user mode), lists every namespace the
+    caller may use; "default" is the single-user namespace, the store's "".
+    """
     if namespace:
+        namespace = store_namespace(namespace)
         caller.check(namespace)
         return [namespace]
     return None if caller.namespaces is None else sorted(caller.namespaces)
@@ -167,7 +205,16 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _mac(payload: str) -> str:
+    return _b64(hmac.new(_TOKEN_KEY, payload.encode(), hashlib.sha256).digest()[:_TOKEN_MAC_BYTES])
+
+
 def encode_token(fields: Fields, query: ListQuery, after: tuple[Any, str]) -> str:
+    """A signed token for the page after `after`: `<base64 of the query>.<base64 of its HMAC>`."""
     state = {
         "r": fields.resource,
         "p": [[p.column, p.operation, p.value] for p in query.predicates],
@@ -175,36 +222,35 @@ def encode_token(fields: Fields, query: ListQuery, after: tuple[Any, str]) -> st
         "d": query.desc,
         "a": [_jsonable(after[0]), after[1]],
     }
-    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+    payload = _b64(json.dumps(state, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(payload)}"
 
 
 def _decode_token(token: str, fields: Fields) -> dict[str, Any]:
-    try:
-        state = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        valid = (isinstance(state, dict) and state.get("r") == fields.resource
-                 and isinstance(state.get("p"), list) and isinstance(state.get("a"), list) and len(state["a"]) == 2
-                 and state.get("s") in fields.columns.values())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        valid = False
-    if not valid:
+    """The query a token continues; one 400 for any token this process did not issue for this resource."""
+    payload, _, mac = token.partition(".")
+    state: Any = None
+    if hmac.compare_digest(mac.encode(), _mac(payload).encode()):  # then this process wrote the payload
+        state = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    if not isinstance(state, dict) or state.get("r") != fields.resource:
         raise ApiError(400, f"invalid page token {token[:40]!r}: pass the next_page_token of a previous "
                             f"list of {fields.resource}")
     return state
 
 
-def build_query(fields: Fields, *, caller: Caller, namespace: str | None = None, page_token: str | None = None,
-                size: int | None = None, sort_by: str | None = None, filter: str | None = None,
+def build_query(fields: Fields, params: ListParams, *, caller: Caller, namespace: str | None = None,
                 extra: tuple[Predicate, ...] = ()) -> ListQuery:
     """The store query of a list request; `extra` adds predicates of the request's own parameters."""
     visible = namespaces(caller, namespace)
-    if page_token:
-        state = _decode_token(page_token, fields)
+    size = page_size(params.page_size)
+    if params.page_token:
+        state = _decode_token(params.page_token, fields)
         predicates = tuple(Predicate(*p) for p in state["p"])
         return ListQuery(predicates=predicates + extra, sort=state["s"], desc=bool(state["d"]),
-                         page_size=page_size(size), after=(state["a"][0], state["a"][1]), namespaces=visible)
-    sort, desc = parse_sort(sort_by, fields)
-    return ListQuery(predicates=parse_filter(filter, fields) + extra, sort=sort, desc=desc,
-                     page_size=page_size(size), namespaces=visible)
+                         page_size=size, after=(state["a"][0], state["a"][1]), namespaces=visible)
+    sort, desc = parse_sort(params.sort_by, fields)
+    return ListQuery(predicates=parse_filter(params.filter, fields) + extra, sort=sort, desc=desc,
+                     page_size=size, namespaces=visible)
 
 
 def next_token(fields: Fields, query: ListQuery, result: Page, extra: tuple[Predicate, ...] = ()) -> str | None:
@@ -213,3 +259,9 @@ def next_token(fields: Fields, query: ListQuery, result: Page, extra: tuple[Pred
         return None
     own = tuple(p for p in query.predicates if p not in extra)
     return encode_token(fields, ListQuery(predicates=own, sort=query.sort, desc=query.desc), result.after)
+
+
+def respond(kind: str, items: Iterable[dict[str, Any]], fields: Fields, query: ListQuery, result: Page,
+            extra: tuple[Predicate, ...] = ()) -> JSONResponse:
+    """A list answer: the page's `items` under `kind`, the total size, and the next page's token."""
+    return wire.respond(wire.page(kind, items, result.total_size, next_token(fields, query, result, extra)))

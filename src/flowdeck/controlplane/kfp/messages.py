@@ -6,6 +6,11 @@ an error, and it accepts each field under its proto name (`display_name`) or its
 spellings. Output-only fields (ids, timestamps, states) are accepted and ignored, as KFP ignores
 them, because clients often send back an object they received.
 
+Text that is stored is checked here against its column (`Name`, `Namespace`, ...) and no string may
+hold a NUL byte: PostgreSQL refuses both, SQLite does not, and the API must answer the same 400 on
+either backend. `Namespace` also maps "default" to the store's "" (`store_namespace`), so the KFP API
+and the resource API name the single-user namespace alike.
+
 Responses are built as plain dicts (see `wire`) and returned directly; these models describe them
 in the OpenAPI schema, under the snake_case names the server emits.
 """
@@ -13,10 +18,36 @@ in the OpenAPI schema, under the snake_case names the server emits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from flowdeck.resources.model import store_namespace
+from flowdeck.store.models import ExperimentRow, PipelineVersionRow, RunRow
+
+#: The lengths of the columns these values are stored in (store/models.py).
+NAME_LENGTH: int = ExperimentRow.__table__.c.display_name.type.length
+NAMESPACE_LENGTH: int = ExperimentRow.__table__.c.namespace.type.length
+SERVICE_ACCOUNT_LENGTH: int = RunRow.__table__.c.service_account.type.length
+SOURCE_URL_LENGTH: int = PipelineVersionRow.__table__.c.code_source_url.type.length
+
+#: A name or display name (experiments, pipelines, versions, runs, recurring runs).
+Name = Annotated[str, StringConstraints(max_length=NAME_LENGTH)]
+#: A namespace as the store keeps it: "default" is the single-user namespace, "".
+Namespace = Annotated[str, StringConstraints(max_length=NAMESPACE_LENGTH), AfterValidator(store_namespace)]
+ServiceAccount = Annotated[str, StringConstraints(max_length=SERVICE_ACCOUNT_LENGTH)]
+SourceUrl = Annotated[str, StringConstraints(max_length=SOURCE_URL_LENGTH)]
 
 
 def _aliases(name: str) -> AliasChoices:
@@ -25,6 +56,14 @@ def _aliases(name: str) -> AliasChoices:
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=AliasGenerator(validation_alias=_aliases))
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul_byte(cls, value: Any) -> Any:
+        """No string field may hold a NUL byte (PostgreSQL can neither store nor compare one)."""
+        if isinstance(value, str) and "\x00" in value:
+            raise PydanticCustomError("nul_byte", "must not contain a NUL byte")
+        return value
 
 
 class Status(Message):
@@ -52,10 +91,11 @@ class Error(Message):
 
 class Experiment(Message):
     experiment_id: str | None = Field(None, description="Output only.")
-    display_name: str | None = Field(None, description="Required: unique within the namespace.")
+    display_name: Name | None = Field(None, description="Required: unique within the namespace.")
     description: str | None = None
     created_at: datetime | None = Field(None, description="Output only.")
-    namespace: str | None = Field(None, description='The namespace; "" in a single-user installation.')
+    namespace: Namespace | None = Field(None, description='The namespace; "" (or "default") in a single-user '
+                                                          'installation.')
     storage_state: Literal["STORAGE_STATE_UNSPECIFIED", "AVAILABLE", "ARCHIVED"] | None = Field(
         None, description="Output only.")
     last_run_created_at: datetime | None = Field(None, description="Output only.")
@@ -75,11 +115,11 @@ class Url(Message):
 
 class Pipeline(Message):
     pipeline_id: str | None = Field(None, description="Output only.")
-    display_name: str | None = None
-    name: str | None = Field(None, description="Required (or display_name): unique within the namespace.")
+    display_name: Name | None = None
+    name: Name | None = Field(None, description="Required (or display_name): unique within the namespace.")
     description: str | None = None
     created_at: datetime | None = Field(None, description="Output only.")
-    namespace: str | None = None
+    namespace: Namespace | None = None
     error: Status | None = None
     tags: dict[str, str] | None = None
 
@@ -87,12 +127,12 @@ class Pipeline(Message):
 class PipelineVersion(Message):
     pipeline_id: str | None = None
     pipeline_version_id: str | None = Field(None, description="Output only.")
-    display_name: str | None = None
-    name: str | None = Field(None, description="Unique within the pipeline.")
+    display_name: Name | None = None
+    name: Name | None = Field(None, description="Unique within the pipeline.")
     description: str | None = None
     created_at: datetime | None = Field(None, description="Output only.")
     package_url: Url | None = Field(None, description="Where to download the compiled pipeline (http/https).")
-    code_source_url: str | None = None
+    code_source_url: SourceUrl | None = None
     pipeline_spec: dict[str, Any] | None = Field(
         None, description="The compiled PipelineSpec, or {pipeline_spec, platform_spec}; instead of package_url.")
     error: Status | None = None
@@ -137,7 +177,7 @@ class RuntimeStatus(Message):
 class Run(Message):
     experiment_id: str | None = Field(None, description='The experiment; the namespace\'s "Default" when omitted.')
     run_id: str | None = Field(None, description="Output only.")
-    display_name: str | None = None
+    display_name: Name | None = None
     storage_state: Literal["STORAGE_STATE_UNSPECIFIED", "AVAILABLE", "ARCHIVED"] | None = None
     description: str | None = None
     pipeline_version_id: str | None = Field(None, description="Deprecated: use pipeline_version_reference.")
@@ -145,7 +185,7 @@ class Run(Message):
         None, description="The compiled PipelineSpec, or {pipeline_spec, platform_spec}.")
     pipeline_version_reference: PipelineVersionReference | None = None
     runtime_config: RuntimeConfig | None = None
-    service_account: str | None = None
+    service_account: ServiceAccount | None = None
     created_at: datetime | None = Field(None, description="Output only.")
     scheduled_at: datetime | None = Field(None, description="Output only.")
     finished_at: datetime | None = Field(None, description="Output only.")
@@ -185,13 +225,13 @@ class Trigger(Message):
 
 class RecurringRun(Message):
     recurring_run_id: str | None = Field(None, description="Output only.")
-    display_name: str | None = Field(None, description="Required.")
+    display_name: Name | None = Field(None, description="Required.")
     description: str | None = None
     pipeline_version_id: str | None = Field(None, description="Deprecated: use pipeline_version_reference.")
     pipeline_spec: dict[str, Any] | None = None
     pipeline_version_reference: PipelineVersionReference | None = None
     runtime_config: RuntimeConfig | None = None
-    service_account: str | None = None
+    service_account: ServiceAccount | None = None
     max_concurrency: int | None = Field(None, description="Runs of this schedule active at once: 1-10.")
     trigger: Trigger | None = Field(None, description="Required: a cron_schedule or a periodic_schedule.")
     mode: Literal["MODE_UNSPECIFIED", "ENABLE", "DISABLE"] | None = None
@@ -200,7 +240,7 @@ class RecurringRun(Message):
     status: Literal["STATUS_UNSPECIFIED", "ENABLED", "DISABLED"] | None = Field(None, description="Output only.")
     error: Status | None = None
     no_catchup: bool | None = Field(None, description="Start only the latest missed run, not every one.")
-    namespace: str | None = Field(None, description="Output only: the experiment's namespace.")
+    namespace: Namespace | None = Field(None, description="Output only: the experiment's namespace.")
     experiment_id: str | None = None
     plugins_input: dict[str, Any] | None = None
 

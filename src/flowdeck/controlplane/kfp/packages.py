@@ -1,8 +1,9 @@
 """Pipeline packages as KFP accepts them: a compiled YAML, or a .zip/.tar.gz/.tgz holding one.
 
 Uploads (`uploadfile`) and `package_url` downloads both arrive here as a file name and bytes. The
-YAML inside is validated with the engine's own loader, so a package that would fail to run is
-rejected at upload with the loader's message (which names the file and the field).
+YAML inside is read and validated with the engine's own loader, so a package that would fail to run
+is rejected at upload with the loader's message (which names the file and the field), and YAML
+aliases (which can expand a small file into gigabytes) are refused there.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-import yaml
 
 from flowdeck.pipelines.errors import PipelineError
-from flowdeck.pipelines.spec import Pipeline, from_documents
+from flowdeck.pipelines.spec import Pipeline, from_documents, load_documents
 
 #: KFP's default upload limit.
 MAX_PACKAGE_BYTES = 32 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def package_name(filename: str) -> str:
@@ -87,12 +86,7 @@ def parse_package(filename: str, data: bytes) -> Pipeline:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise PipelineError(f"{source}: not UTF-8 text") from None
-    try:
-        documents = [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc is not None]
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(f"{source}: not valid YAML: {first}") from None
-    return from_documents(documents, source)
+    return from_documents(load_documents(text, source), source)
 
 
 def parse_spec(spec: dict[str, Any], source: str = "pipeline_spec") -> Pipeline:

@@ -22,6 +22,8 @@ from flowdeck.controlplane.kfp.messages import (
     Empty,
     ListPipelinesResponse,
     ListPipelineVersionsResponse,
+    Name,
+    Namespace,
     Pipeline,
     PipelineVersion,
 )
@@ -43,11 +45,7 @@ VERSION_FIELDS = listing.Fields("pipeline versions", {
 
 UploadFileField = Annotated[UploadFile | None, File(description="A compiled pipeline: .yaml/.yml, or a "
                                                                  ".zip/.tar.gz/.tgz that holds one.")]
-_PAGE_TOKEN = Query(None, description="next_page_token of the previous page.")
-_PAGE_SIZE = Query(None, description=f"Default {listing.DEFAULT_PAGE_SIZE}, at most {listing.MAX_PAGE_SIZE}.")
-_SORT_BY = Query(None, description='"field" or "field desc", e.g. "created_at desc".')
-_FILTER = Query(None, description='A Filter as JSON, e.g. {"predicates": [{"operation": "EQUALS", '
-                                  '"key": "display_name", "string_value": "my-pipeline"}]}.')
+_UPLOAD_NAME = Query(None, description="Default: the file name without its suffix.")
 
 
 def version_values(pipeline: LoadedPipeline, *, name: str, display_name: str | None = None,
@@ -127,19 +125,16 @@ def create_pipeline_and_version(body: CreatePipelineAndVersionRequest, ctx: Ctx,
 
 
 @router.get("/pipelines", response_model=None, responses={200: {"model": ListPipelinesResponse}})
-def list_pipelines(ctx: Ctx, caller: CallerDep, namespace: str | None = None, page_token: str | None = _PAGE_TOKEN,
-                   page_size: int | None = _PAGE_SIZE, sort_by: str | None = _SORT_BY,
-                   filter: str | None = _FILTER) -> JSONResponse:
+def list_pipelines(ctx: Ctx, caller: CallerDep, params: listing.ListParamsDep,
+                   namespace: str | None = None) -> JSONResponse:
     """List pipelines, filtered, sorted and paged."""
-    query = listing.build_query(PIPELINE_FIELDS, caller=caller, namespace=namespace, page_token=page_token,
-                                size=page_size, sort_by=sort_by, filter=filter)
+    query = listing.build_query(PIPELINE_FIELDS, params, caller=caller, namespace=namespace)
     result = Pipelines(ctx.store).list(query)
-    return wire.respond(wire.page("pipelines", map(wire.pipeline, result.rows), result.total_size,
-                                  listing.next_token(PIPELINE_FIELDS, query, result)))
+    return listing.respond("pipelines", map(wire.pipeline, result.rows), PIPELINE_FIELDS, query, result)
 
 
 @router.get("/pipelines/names/{name}", response_model=None, responses={200: {"model": Pipeline}})
-def get_pipeline_by_name(name: str, ctx: Ctx, caller: CallerDep, namespace: str | None = None) -> JSONResponse:
+def get_pipeline_by_name(name: str, ctx: Ctx, caller: CallerDep, namespace: Namespace | None = None) -> JSONResponse:
     """The pipeline with this name in the namespace ("" when omitted)."""
     caller.check(namespace or "")
     return wire.respond(wire.pipeline(Pipelines(ctx.store).get_by_name(name, namespace=namespace or "")))
@@ -183,17 +178,14 @@ def create_pipeline_version(pipeline_id: str, body: PipelineVersion, ctx: Ctx, c
 
 @router.get("/pipelines/{pipeline_id}/versions", response_model=None,
             responses={200: {"model": ListPipelineVersionsResponse}})
-def list_pipeline_versions(pipeline_id: str, ctx: Ctx, caller: CallerDep, page_token: str | None = _PAGE_TOKEN,
-                           page_size: int | None = _PAGE_SIZE, sort_by: str | None = _SORT_BY,
-                           filter: str | None = _FILTER) -> JSONResponse:
+def list_pipeline_versions(pipeline_id: str, ctx: Ctx, caller: CallerDep,
+                           params: listing.ListParamsDep) -> JSONResponse:
     """List a pipeline's versions (without their specs), filtered, sorted and paged."""
     _pipeline(ctx, caller, pipeline_id)
-    query = listing.build_query(VERSION_FIELDS, caller=caller, page_token=page_token, size=page_size,
-                                sort_by=sort_by, filter=filter)
+    query = listing.build_query(VERSION_FIELDS, params, caller=caller)
     result = PipelineVersions(ctx.store).list(pipeline_id, query)
     versions = (wire.pipeline_version(row) for row in result.rows)
-    return wire.respond(wire.page("pipeline_versions", versions, result.total_size,
-                                  listing.next_token(VERSION_FIELDS, query, result)))
+    return listing.respond("pipeline_versions", versions, VERSION_FIELDS, query, result)
 
 
 @router.get("/pipelines/{pipeline_id}/versions/{pipeline_version_id}", response_model=None,
@@ -219,9 +211,9 @@ def delete_pipeline_version(pipeline_id: str, pipeline_version_id: str, ctx: Ctx
 @router.post("/pipelines/upload", response_model=None, responses={200: {"model": Pipeline}})
 def upload_pipeline(ctx: Ctx, caller: CallerDep,
                     uploadfile: UploadFileField = None,
-                    name: str | None = Query(None, description="Default: the file name without its suffix."),
-                    display_name: str | None = None, description: str | None = None,
-                    namespace: str | None = None,
+                    name: Name | None = _UPLOAD_NAME,
+                    display_name: Name | None = None, description: str | None = None,
+                    namespace: Namespace | None = None,
                     tags: str | None = Query(None, description='JSON object of strings, e.g. {"team": "ml"}.'),
                     ) -> JSONResponse:
     """Upload a compiled pipeline: creates the pipeline and its first version (of the same name)."""
@@ -238,8 +230,8 @@ def upload_pipeline(ctx: Ctx, caller: CallerDep,
 @router.post("/pipelines/upload_version", response_model=None, responses={200: {"model": PipelineVersion}})
 def upload_pipeline_version(ctx: Ctx, caller: CallerDep,
                             uploadfile: UploadFileField = None,
-                            name: str | None = Query(None, description="Default: the file name without its suffix."),
-                            display_name: str | None = None,
+                            name: Name | None = _UPLOAD_NAME,
+                            display_name: Name | None = None,
                             pipelineid: str | None = Query(None, description="Required: the pipeline's id."),
                             description: str | None = None,
                             tags: str | None = Query(None, description="JSON object of strings."),

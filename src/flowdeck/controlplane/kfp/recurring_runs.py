@@ -108,22 +108,15 @@ def create_recurring_run(body: RecurringRun, ctx: Ctx, caller: CallerDep) -> JSO
 
 @router.get("/recurringruns", response_model=None, responses={200: {"model": ListRecurringRunsResponse}})
 def list_recurring_runs(
-    ctx: Ctx, caller: CallerDep,
-    page_token: str | None = Query(None, description="next_page_token of the previous page."),
-    page_size: int | None = Query(None, description=f"Default {listing.DEFAULT_PAGE_SIZE}, "
-                                                    f"at most {listing.MAX_PAGE_SIZE}."),
-    sort_by: str | None = Query(None, description='"field" or "field desc".'),
+    ctx: Ctx, caller: CallerDep, params: listing.ListParamsDep,
     namespace: str | None = Query(None, description="Only this namespace's recurring runs."),
-    filter: str | None = Query(None, description="A Filter as JSON."),
     experiment_id: str | None = Query(None, description="Only this experiment's recurring runs."),
 ) -> JSONResponse:
     """List recurring runs (without their specs), filtered, sorted and paged."""
     extra = (Predicate("experiment_id", "EQUALS", experiment_id),) if experiment_id else ()
-    query = listing.build_query(FIELDS, caller=caller, namespace=namespace, page_token=page_token, size=page_size,
-                                sort_by=sort_by, filter=filter, extra=extra)
+    query = listing.build_query(FIELDS, params, caller=caller, namespace=namespace, extra=extra)
     result = RecurringRuns(ctx.store).list(query)
-    return wire.respond(wire.page("recurringRuns", map(wire.recurring_run, result.rows), result.total_size,
-                                  listing.next_token(FIELDS, query, result, extra)))
+    return listing.respond("recurringRuns", map(wire.recurring_run, result.rows), FIELDS, query, result, extra)
 
 
 @router.get("/recurringruns/{recurring_run_id}", response_model=None, responses={200: {"model": RecurringRun}})

@@ -19,6 +19,7 @@ from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing, wire
 from flowdeck.controlplane.kfp.messages import Empty, ListRunsResponse, PipelineVersionReference, RecurringRun, Run
 from flowdeck.controlplane.kfp.routing import kfp_router
+from flowdeck.pipelines.spec import spec_document
 from flowdeck.store.catalog import (
     ARCHIVED,
     AVAILABLE,
@@ -91,7 +92,7 @@ def create_run(body: Run, ctx: Ctx, caller: CallerDep,
     experiment = resolve_experiment(ctx, caller, body.experiment_id or experiment_id)
     version = resolve_version(ctx, caller, body.pipeline_version_reference, body.pipeline_version_id)
     if version is not None:
-        spec = wire.combined_spec(version.pipeline_spec, version.platform_spec)
+        spec = spec_document(version.pipeline_spec, version.platform_spec)
     else:
         spec = body.pipeline_spec
     parameters = body.runtime_config.parameters if body.runtime_config else None
@@ -108,23 +109,15 @@ def create_run(body: Run, ctx: Ctx, caller: CallerDep,
 
 @router.get("/runs", response_model=None, responses={200: {"model": ListRunsResponse}})
 def list_runs(
-    ctx: Ctx, caller: CallerDep,
+    ctx: Ctx, caller: CallerDep, params: listing.ListParamsDep,
     namespace: str | None = Query(None, description="Only this namespace's runs."),
     experiment_id: str | None = Query(None, description="Only this experiment's runs."),
-    page_token: str | None = Query(None, description="next_page_token of the previous page."),
-    page_size: int | None = Query(None, description=f"Default {listing.DEFAULT_PAGE_SIZE}, "
-                                                    f"at most {listing.MAX_PAGE_SIZE}."),
-    sort_by: str | None = Query(None, description='"field" or "field desc", e.g. "created_at desc".'),
-    filter: str | None = Query(None, description='A Filter as JSON, e.g. {"predicates": [{"operation": '
-                                                 '"EQUALS", "key": "state", "string_value": "SUCCEEDED"}]}.'),
 ) -> JSONResponse:
     """List runs (those of `flowdeck run` too), filtered, sorted and paged. Lists leave out specs and tasks."""
     extra = (Predicate("experiment_id", "EQUALS", experiment_id),) if experiment_id else ()
-    query = listing.build_query(FIELDS, caller=caller, namespace=namespace, page_token=page_token, size=page_size,
-                                sort_by=sort_by, filter=filter, extra=extra)
+    query = listing.build_query(FIELDS, params, caller=caller, namespace=namespace, extra=extra)
     result = RunCatalog(ctx.store).list(query)
-    return wire.respond(wire.page("runs", map(wire.run, result.rows), result.total_size,
-                                  listing.next_token(FIELDS, query, result, extra)))
+    return listing.respond("runs", map(wire.run, result.rows), FIELDS, query, result, extra)
 
 
 @router.get("/runs/{run_id}", response_model=None, responses={200: {"model": Run}})

@@ -1,10 +1,10 @@
 """Rows to KFP v2beta1 JSON, as KFP's grpc-gateway writes it.
 
 KFP marshals with `UseProtoNames: true, EmitUnpopulated: false`: snake_case keys, enums as their
-names, Timestamps as RFC 3339 in UTC, int64 values as strings, and no key at all for an empty
-value (None, "", false, 0, {} or []). `kfp.Client` maps these keys through its generated models and
-ignores keys it does not know. One function per message; each takes a row (ORM or Core) whose
-attributes are the table's columns.
+names, Timestamps as RFC 3339 in UTC (with milliseconds when there is a fraction of a second),
+int64 values as strings, and no key at all for an empty value (None, "", false, 0, {} or []).
+`kfp.Client` maps these keys through its generated models and ignores keys it does not know. One
+function per message; each takes a row (ORM or Core) whose attributes are the table's columns.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from flowdeck.pipelines.spec import spec_document
 from flowdeck.store.models import as_utc
 
 #: Our run and task states that KFP's RuntimeState names differently.
@@ -36,10 +37,15 @@ def compact(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def timestamp(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with second precision, as KFP stores times: "2026-11-29T05:53:52Z"."""
+    """RFC 3339 in UTC: "2026-11-29T05:53:52Z", with milliseconds when the time has a fraction of a second.
+
+    Milliseconds are truncated, not rounded, so a time read back from the API never filters as later
+    than the stored one. The year always has four digits (0001-01-01T00:00:00Z).
+    """
     if value is None:
         return None
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = as_utc(value).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds" if utc.microsecond else "seconds") + "Z"
 
 
 def int64(value: int | None) -> str | None:
@@ -57,13 +63,9 @@ def status(message: str | None, state: str | None = None) -> dict[str, Any] | No
     return {"code": _CANCELLED if state == "CANCELED" else _UNKNOWN, "message": message}
 
 
-def combined_spec(pipeline_spec: dict[str, Any] | None, platform_spec: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The pipeline_spec Struct: the bare spec, or {pipeline_spec, platform_spec} when there is a platform spec."""
-    if pipeline_spec is None:
-        return None
-    if platform_spec:
-        return {"pipeline_spec": pipeline_spec, "platform_spec": platform_spec}
-    return pipeline_spec
+def pipeline_spec(row: Any) -> dict[str, Any] | None:
+    """A row's pipeline_spec Struct: the bare spec, or {pipeline_spec, platform_spec} when it has a platform spec."""
+    return None if row.pipeline_spec is None else spec_document(row.pipeline_spec, row.platform_spec)
 
 
 def page(kind: str, items: Iterable[dict[str, Any]], total_size: int, next_page_token: str | None) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def pipeline_version(row: Any, *, with_spec: bool = False) -> dict[str, Any]:
         "description": row.description,
         "created_at": timestamp(row.created_at),
         "code_source_url": row.code_source_url,
-        "pipeline_spec": combined_spec(row.pipeline_spec, row.platform_spec) if with_spec else None,
+        "pipeline_spec": pipeline_spec(row) if with_spec else None,
         "tags": row.tags,
     })
 
@@ -120,7 +122,7 @@ def _pipeline_source(row: Any, with_spec: bool) -> dict[str, Any]:
         return {"pipeline_version_reference": compact({"pipeline_id": row.pipeline_id,
                                                        "pipeline_version_id": row.pipeline_version_id})}
     if with_spec:
-        return {"pipeline_spec": combined_spec(row.pipeline_spec, row.platform_spec)}
+        return {"pipeline_spec": pipeline_spec(row)}
     return {}
 
 
