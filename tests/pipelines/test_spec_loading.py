@@ -69,3 +69,10 @@ def test_spec_document_is_what_the_loader_reads_back() -> None:
     for empty in (None, {}):
         assert spec_document(spec, empty) is spec
         assert load_pipeline(spec_document(spec, empty)).platform_spec == {}
+
+
+@pytest.mark.parametrize("name", ["x" * 257, "nul\x00byte", "a/b", "..", 7])
+def test_a_pipeline_name_the_store_cannot_hold_is_refused(name: object) -> None:
+    spec = {"pipelineInfo": {"name": name}, "root": {"dag": {"tasks": {}}}, "schemaVersion": "2.1.0"}
+    with pytest.raises(PipelineError, match="pipelineInfo.name must be a string of at most 256 characters"):
+        load_pipeline(spec)

@@ -160,6 +160,10 @@ def _kind(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+#: The longest pipeline name the run database stores (runs.pipeline_name).
+MAX_NAME_LENGTH = 256
+
+
 def validate_spec(spec: Any, source: str) -> None:
     """Reject documents that are not a runnable KFP v2 pipeline spec."""
 
@@ -177,6 +181,11 @@ def validate_spec(spec: Any, source: str) -> None:
     info = spec.get("pipelineInfo")
     if not isinstance(info, dict) or not info.get("name"):
         fail("pipelineInfo.name is missing or empty")
+    name = info["name"]
+    if (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or "\x00" in name or "/" in name
+            or name in (".", "..")):
+        fail(f"pipelineInfo.name must be a string of at most {MAX_NAME_LENGTH} characters, without '/' "
+             "or NUL bytes, and not '.' or '..'")
     components = spec.get("components") or {}
     if not isinstance(components, dict):
         fail("components must be a mapping")
