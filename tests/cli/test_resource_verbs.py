@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ import httpx
 import pytest
 import yaml
 from kfp import compiler, dsl
+from sqlalchemy import insert
 
+from flowdeck.store import RunRow, open_store
 from helpers import ControlPlane, start_control_plane, wait_for
 
 WIDGETS = "test.flowdeck.dev/v1"
@@ -64,8 +67,13 @@ def plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, plugin: Path) -> Iterator[ControlPlane]:
-    started = start_control_plane(tmp_path_factory.mktemp("verbs") / "home", env={"PYTHONPATH": str(plugin)})
+def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("verbs") / "home"
+
+
+@pytest.fixture(scope="module")
+def server(server_home: Path, plugin: Path) -> Iterator[ControlPlane]:
+    started = start_control_plane(server_home, env={"PYTHONPATH": str(plugin)})
     yield started
     assert started.stop() == 0, "\n".join(started.output)
 
@@ -307,6 +315,14 @@ def test_a_pipeline_run_runs_its_pipeline_and_shows_in_runs(cli: Any, workdir: P
     assert logs.returncode == 0, logs.stderr
     assert "==> add (attempt 1, SUCCEEDED) <==" in logs.stdout and "adding 5 and 2" in logs.stdout
     assert "adding 7 and 10" in logs.stdout
+    # FLOWDECK_URL is set: a run's logs come from the control plane (the CLI's own store has no runs)
+    assert cli("logs", run_id[:8]).stdout == logs.stdout
+    one_task = cli("logs", run_id[:8], "add-2")
+    assert one_task.returncode == 0, one_task.stderr
+    assert "adding 7 and 10" in one_task.stdout and "adding 5 and 2" not in one_task.stdout
+    assert "==>" not in one_task.stdout
+    assert one_error_line(cli("logs", run_id[:8], "train"), 2) == \
+        f"no task 'train' in run {run_id[:8]} (tasks: add, add-2)"
 
     described = cli("describe", "pipelineruns", "add-five").stdout
     assert "adder (inline pipelineSpec)" in described and f"{run_id} (SUCCEEDED)" in described
@@ -354,6 +370,8 @@ def test_a_pipeline_run_of_an_uploaded_pipeline(cli: Any, server: ControlPlane, 
     run_id = json.loads(cli("get", "pr", "by-ref", "-o", "json").stdout)["status"]["runId"]
     run = httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}").json()
     assert run["state"] == "SUCCEEDED"
+    shown = cli("runs", "get", run_id, "--json")  # the run names no spec, only the uploaded pipeline
+    assert (shown.returncode, json.loads(shown.stdout)["pipeline"]) == (0, "uploaded-adder"), shown.stderr
     assert run["pipeline_version_reference"]["pipeline_id"] == uploaded.json()["pipeline_id"]
     experiments = httpx.get(f"{server.url}/apis/v2beta1/experiments").json()["experiments"]
     assert run["experiment_id"] == next(e["experiment_id"] for e in experiments if e["display_name"] == "nightly")
@@ -374,3 +392,51 @@ def test_deleting_a_running_pipeline_run_terminates_its_run(cli: Any, server: Co
     assert (deleted.returncode, deleted.stdout) == (0, "pipelinerun/long-nap deleted\n"), deleted.stderr
     assert wait_for(lambda: httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}").json()["state"] == "CANCELED",
                     timeout=30, interval=0.2)
+
+
+# ------------------------------------------------------------------------------------- runs and logs
+def test_runs_list_follows_pages_past_the_largest_the_api_serves(cli: Any, server_home: Path) -> None:
+    """The KFP API serves at most 200 runs a page; `runs list --limit` is the user's limit all the same."""
+    store = open_store(f"sqlite:///{server_home / 'flowdeck.db'}")
+    start = datetime(2001, 1, 1, tzinfo=timezone.utc)  # older than every other run of this module
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(insert(RunRow), [
+                {"id": f"0ld{n:05d}", "pipeline_name": "old", "display_name": f"old run {n}", "state": "CANCELED",
+                 "pipeline_spec": {}, "created_at": start + timedelta(minutes=n)} for n in range(230)])
+    finally:
+        store.close()
+
+    every = cli("runs", "list", "--state", "CANCELED", "--limit", "500", "--json")
+    assert every.returncode == 0, every.stderr
+    old = [run["display_name"] for run in json.loads(every.stdout) if run["display_name"].startswith("old run ")]
+    assert old == [f"old run {n}" for n in reversed(range(230))]
+    limited = cli("runs", "list", "--state", "CANCELED", "--limit", "215", "--json")
+    assert len(json.loads(limited.stdout)) == 215
+    assert json.loads(limited.stdout)[0]["pipeline"] is None  # KFP lists name no pipeline: none is made up
+
+    table = cli("runs", "list", "--state", "CANCELED", "--limit", "3")
+    assert table.stdout.splitlines()[0].split() == ["RUN", "NAME", "STATE", "CREATED", "DURATION"]
+
+
+def test_logs_of_a_run_id_load_no_resource_kinds(tmp_path: Path) -> None:
+    """A broken kind plugin shows that `flowdeck logs RUN` never loads the kinds, and `logs KIND` does."""
+    info = tmp_path / "flowdeck_broken-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flowdeck-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[flowdeck.kinds]\nBroken = no_such_module:KIND\n")
+    assert one_error_line(flowdeck(tmp_path, None, "logs", "dead-beef"), 2) == "no run matches 'dead-beef'"
+    named = flowdeck(tmp_path, None, "logs", "nightly")
+    assert "kind Broken (no_such_module:KIND) is left out" in named.stderr
+    assert "no run matches 'nightly'" in named.stderr
+
+
+def test_help_says_where_runs_come_from_and_what_namespace_means(plugin: Path) -> None:
+    def help_text(*command: str) -> str:
+        return " ".join(flowdeck(plugin, None, *command, "--help").stdout.split())
+
+    assert "With FLOWDECK_URL set, the runs come from that control plane" in help_text("runs", "list")
+    assert "With FLOWDECK_URL set, RUN's logs come from that control plane" in help_text("logs")
+    for verb in ("get", "describe", "delete"):
+        assert "document" not in help_text(verb), verb
+    assert "a document naming another namespace is refused" in help_text("apply")

@@ -1,7 +1,8 @@
-"""The resource API over HTTP (in process): paths, kind aliases, status codes, error bodies, namespaces."""
+"""The resource API over HTTP (in process): paths, kind aliases, status codes, error bodies, namespaces; run logs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -9,15 +10,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 from widget_kind import API_VERSION, WIDGET
 
 from flowdeck.config import Settings
 from flowdeck.controlplane.app import ServerContext, create_app
 from flowdeck.controlplane.auth import Caller, caller
 from flowdeck.pipelines.controller import RunController
+from flowdeck.pipelines.tasklogs import MISSING_HEADER, NOTES_HEADER
 from flowdeck.resources import Registry
 from flowdeck.resources.controller import create_controller
-from flowdeck.store import Store
+from flowdeck.store import AttemptRow, Store, TaskRow
+from flowdeck.store.catalog import RunCatalog
 
 API = "/apis/flowdeck/v1"
 QUIET = replace(WIDGET, kind="Quiet", plural="quiets", short_names=(), logs=None, finalize=None)
@@ -148,3 +152,64 @@ def test_a_caller_only_sees_the_namespaces_it_may_use(client: TestClient) -> Non
     assert error(client.delete(f"{API}/namespaces/bob/widgets/theirs"), 404) == "namespace 'bob' not found"
     everywhere = client.get(f"{API}/widgets").json()["items"]
     assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in everywhere] == [("alice", "mine")]
+
+
+# -------------------------------------------------------------------------------------------- run logs
+def record_run(store: Store, run_id: str, namespace: str = "", **task: Any) -> str:
+    """A finished run with one container task `echo` (columns of `task` override the defaults)."""
+    store.create_run(id=run_id, pipeline_name="echo", display_name=run_id, state="SUCCEEDED", namespace=namespace,
+                     pipeline_spec={"pipelineInfo": {"name": "echo"}})
+    with Session(store.engine) as session, session.begin():
+        session.add(TaskRow(**{"id": f"{run_id}-echo", "run_id": run_id, "name": "echo", "display_name": "echo",
+                               "path": "echo", "kind": "container", "state": "SUCCEEDED", **task}))
+    return run_id
+
+
+def add_attempt(store: Store, task_id: str, log_path: Path, text: str) -> None:
+    log_path.write_text(text)
+    with Session(store.engine) as session, session.begin():
+        session.add(AttemptRow(task_id=task_id, number=1, state="SUCCEEDED", log_path=str(log_path)))
+
+
+def logs_of(client: TestClient, run: str, **params: str) -> tuple[str, list[str], int]:
+    answer = client.get(f"{API}/runs/{run}/logs", params=params)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain")
+    return answer.text, json.loads(answer.headers[NOTES_HEADER]), int(answer.headers[MISSING_HEADER])
+
+
+def test_run_logs_are_the_logs_flowdeck_logs_prints(client: TestClient, sqlite_store: Store, tmp_path: Path) -> None:
+    first = record_run(sqlite_store, "1111aaaa-first")
+    add_attempt(sqlite_store, f"{first}-echo", tmp_path / "echo.log", "hello from echo")
+    second = record_run(sqlite_store, "2222bbbb-second", cached=True,
+                        outputs={"cached_from": {"run_id": first, "task_id": f"{first}-echo", "path": "echo"}})
+
+    assert logs_of(client, "1111") == ("hello from echo\n", [], 0)  # a unique prefix will do
+    assert logs_of(client, second, task="echo") == (
+        "hello from echo\n", ["echo was served from the cache: these are the logs of echo in run 1111aaaa"], 0)
+
+    RunCatalog(sqlite_store).delete(first)
+    assert logs_of(client, second) == ("", [
+        "run 2222bbbb has no task logs: its tasks' results came from the cache (run 1111aaaa), and those "
+        "executions' logs are gone"], 0)
+    assert logs_of(client, second, task="echo") == ("", [
+        "task 'echo' of run 2222bbbb has no logs: its result came from the cache (run 1111aaaa), and that "
+        "execution's logs are gone"], 1)
+
+
+def test_run_logs_errors_are_one_line_4xx(client: TestClient, sqlite_store: Store, tmp_path: Path) -> None:
+    record_run(sqlite_store, "3333cccc-team", namespace="team-a")
+    assert error(client.get(f"{API}/runs/nope/logs"), 404) == "no run matches 'nope'"
+    assert error(client.get(f"{API}/runs/3333/logs", params={"task": "train"}), 404) == \
+        "no task 'train' in run 3333cccc (tasks: echo)"
+    assert error(client.get(f"{API}/runs/3333/logs", params={"task": "a\x00b"}), 400) == \
+        "query parameter task: must not contain a NUL byte"
+    client.app.dependency_overrides[caller] = lambda: Caller("alice", frozenset({"alice"}))
+    assert error(client.get(f"{API}/runs/3333/logs"), 404) == "namespace 'team-a' not found"
+
+
+def test_a_server_without_a_resource_controller_says_so(sqlite_store: Store, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    app = create_app(ServerContext(settings=settings, store=sqlite_store, runs=RunController(sqlite_store, settings)))
+    answer = TestClient(app, base_url="http://127.0.0.1").get(f"{API}/kinds")
+    assert error(answer, 503) == "this control plane runs no resource controller"

@@ -3,10 +3,14 @@
 Every failure becomes one `CLIError` line: nothing answering at the URL (with the hint to run
 `flowdeck up`), an API error (its message, as the server wrote it), or an answer that is not from
 a flowdeck control plane. httpx is imported when a client is made, not when the CLI starts.
+`parse_time` reads the times both APIs write.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.cli.common import FAILURE, USAGE, CLIError, load_settings
@@ -52,10 +56,25 @@ class ControlPlaneClient:
 
     def send(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
         """The successful (or, with `missing_ok`, 404) response, or a `CLIError` saying why there is none."""
+        with self._calling():
+            response = self._http.request(method, path, **kwargs)
+        return self._checked(response, missing_ok)
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """The successful response, its body not read yet (`iter_bytes`), or a `CLIError`."""
+        with self._calling(), self._http.stream(method, path, **kwargs) as response:
+            if not response.is_success:
+                response.read()
+            yield self._checked(response, missing_ok=False)
+
+    @contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Transport failures as one `CLIError` line each."""
         import httpx
 
         try:
-            response = self._http.request(method, path, **kwargs)
+            yield
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise CLIError(f"no flowdeck control plane answers at {self.url}; start one with `flowdeck up` "
                            "(or set FLOWDECK_URL)", FAILURE) from None
@@ -63,10 +82,17 @@ class ControlPlaneClient:
             raise CLIError(f"the control plane at {self.url} did not answer in time", FAILURE) from None
         except httpx.HTTPError as exc:
             raise CLIError(f"cannot reach the control plane at {self.url}: {exc}", FAILURE) from None
+
+    def _checked(self, response: httpx.Response, missing_ok: bool) -> httpx.Response:
         if response.is_success or (missing_ok and response.status_code == 404):
             return response
         raise CLIError(_error_message(response, self.url),
                        USAGE if response.status_code in _USAGE_STATUSES else FAILURE)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 time as the APIs write it (`...Z` or `...+00:00`), or None."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _error_message(response: httpx.Response, url: str) -> str:

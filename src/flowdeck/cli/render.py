@@ -178,16 +178,17 @@ def run_summary(console: Console, document: dict[str, Any], seconds: float | Non
                 console.print(Text(f"      logs: {logs_hint(run_id, task)}", style="dim"))
 
 
-def runs_table(console: Console, runs: Sequence[RunRow]) -> None:
+def runs_table(console: Console, runs: Sequence[RunRow], *, by_name: bool = False) -> None:
+    """`flowdeck runs list`; `by_name`: a NAME column of run names where the pipeline is unknown (KFP lists)."""
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
     table.add_column("RUN", no_wrap=True)
-    table.add_column("PIPELINE", overflow="fold")
+    table.add_column("NAME" if by_name else "PIPELINE", overflow="fold")
     table.add_column("STATE", no_wrap=True)
     table.add_column("CREATED", no_wrap=True)
     table.add_column("DURATION", no_wrap=True, justify="right")
     for run in runs:
-        table.add_row(short_id(run.id), Text(run.pipeline_name), state(run.state), format_time(run.created_at),
-                      format_duration(run_seconds(run)))
+        table.add_row(short_id(run.id), Text(run.display_name if by_name else run.pipeline_name), state(run.state),
+                      format_time(run.created_at), format_duration(run_seconds(run)))
     console.print(table)
 
 

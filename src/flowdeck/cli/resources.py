@@ -14,15 +14,13 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import click
 
+from flowdeck.cli.client import ControlPlaneClient, parse_time
 from flowdeck.cli.common import FAILURE, USAGE, CLIError
-
-if TYPE_CHECKING:
-    from flowdeck.cli.client import ControlPlaneClient
 
 API = "/apis/flowdeck/v1"
 #: How often `--wait` and `delete` look at the resources again.
@@ -30,19 +28,14 @@ POLL_SECONDS = 0.25
 #: How long `delete` waits for a kind's controller to release what the resource holds.
 DELETE_WAIT_SECONDS = 60.0
 
-_namespace_option = click.option("-n", "--namespace", default=None, metavar="NAMESPACE",
-                                 help="The namespace (default: `default`, or the one each document names).")
+
+def _namespace_option(help_text: str = "The resource's namespace (default: `default`).") -> Any:
+    return click.option("-n", "--namespace", default=None, metavar="NAMESPACE", help=help_text)
 
 
 def object_path(namespace: str, kind: str, name: str | None = None) -> str:
     path = f"{API}/namespaces/{quote(namespace, safe='')}/{quote(kind, safe='')}"
     return path + (f"/{quote(name, safe='')}" if name else "")
-
-
-def _client() -> ControlPlaneClient:
-    from flowdeck.cli.client import ControlPlaneClient
-
-    return ControlPlaneClient()
 
 
 def _ref(resource: dict[str, Any]) -> str:
@@ -53,7 +46,8 @@ def _ref(resource: dict[str, Any]) -> str:
 @click.command(short_help="Create or update resources from a YAML file.")
 @click.option("-f", "--filename", "filename", required=True, metavar="FILE",
               help="A YAML (or JSON) file of one or more resources; - reads standard input.")
-@_namespace_option
+@_namespace_option("The namespace of the documents that name none (default: `default`); a document naming "
+                   "another namespace is refused.")
 @click.option("--wait", is_flag=True,
               help="Return once every resource has Succeeded, Failed or become Ready (exit 0, 1 if any failed).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
@@ -85,7 +79,7 @@ def apply(filename: str, namespace: str | None, wait: bool, timeout: float | Non
         documents = read_documents(text, source)
     except ResourceError as exc:
         raise CLIError(exc.message) from None
-    with _client() as client:
+    with ControlPlaneClient() as client:
         try:
             answer = client.request("POST", f"{API}/apply", json={"items": documents},
                                     params={"namespace": namespace} if namespace else None)
@@ -180,7 +174,7 @@ def _seconds(value: float | None) -> str:
 @click.command(short_help="List resources of a kind, or show one.")
 @click.argument("kind")
 @click.argument("name", required=False)
-@_namespace_option
+@_namespace_option()
 @click.option("-A", "--all-namespaces", is_flag=True, help="List the kind in every namespace.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
               help="json and yaml print whole resources, with their status.")
@@ -195,7 +189,7 @@ def get(kind: str, name: str | None, namespace: str | None, all_namespaces: bool
     """
     if all_namespaces and (name or namespace):
         raise CLIError("--all-namespaces lists every resource of a kind: give no NAME and no --namespace")
-    with _client() as client:
+    with ControlPlaneClient() as client:
         if name:
             document = client.request("GET", object_path(namespace or "default", kind, name))
             items = [document]
@@ -261,9 +255,10 @@ def _lookup(document: dict[str, Any], path: str) -> Any:
 
 def age(timestamp: str | None) -> str:
     """`12s`, `5m`, `3h`, `2d` since an RFC 3339 time."""
-    if not timestamp:
+    when = parse_time(timestamp)
+    if when is None:
         return ""
-    seconds = max(0, int((datetime.now(timezone.utc) - datetime.fromisoformat(timestamp)).total_seconds()))
+    seconds = max(0, int((datetime.now(timezone.utc) - when).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -274,7 +269,7 @@ def age(timestamp: str | None) -> str:
 @click.command(short_help="Show a resource: spec summary, conditions, events.")
 @click.argument("kind")
 @click.argument("name")
-@_namespace_option
+@_namespace_option()
 def describe(kind: str, name: str, namespace: str | None) -> int:
     """Show the resource NAME of KIND: what it asks for, its conditions, and what happened to it.
 
@@ -287,7 +282,7 @@ def describe(kind: str, name: str, namespace: str | None) -> int:
 
     from flowdeck.cli import render
 
-    with _client() as client:
+    with ControlPlaneClient() as client:
         answer = client.request("GET", object_path(namespace or "default", kind, name) + "/describe")
     resource, console = answer["object"], render.stdout()
     meta, status = resource["metadata"], resource.get("status") or {}
@@ -296,7 +291,7 @@ def describe(kind: str, name: str, namespace: str | None) -> int:
     fields = [
         ("Name", meta["name"]), ("Namespace", meta.get("namespace", "")),
         ("Kind", f"{resource['kind']} ({resource['apiVersion']})"), ("UID", meta.get("uid", "")),
-        ("Created", f"{render.format_time(_time(created))} ({age(created)} ago)"),
+        ("Created", f"{render.format_time(parse_time(created))} ({age(created)} ago)"),
         ("Generation", f"{meta.get('generation')}" + (f" (observed: {observed})" if observed is not None else "")),
         ("Status", status_summary(resource)),
     ]
@@ -342,15 +337,11 @@ def _fields(console: Any, fields: list[tuple[str, Any]], indent: str = "") -> No
         console.print(Text.assemble(indent, Text(f"{label}:".ljust(width), style="bold"), Text(str(value))))
 
 
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 # ------------------------------------------------------------------------------------------------ delete
 @click.command(short_help="Delete resources.")
 @click.argument("kind")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
-@_namespace_option
+@_namespace_option("The resources' namespace (default: `default`).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the resources are gone (their controller may first stop what they run).")
 def delete(kind: str, names: tuple[str, ...], namespace: str | None, wait: bool) -> int:
@@ -362,7 +353,7 @@ def delete(kind: str, names: tuple[str, ...], namespace: str | None, wait: bool)
       flowdeck delete pipelinerun nightly
     """
     namespace = namespace or "default"
-    with _client() as client:
+    with ControlPlaneClient() as client:
         deleted = [client.request("DELETE", object_path(namespace, kind, name)) for name in names]
         if wait:
             deadline = time.monotonic() + DELETE_WAIT_SECONDS

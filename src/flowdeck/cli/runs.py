@@ -3,7 +3,8 @@
 Every `flowdeck run` and every run the control plane executes lands in the same store, so these
 commands need no server. Runs whose engine process died are marked FAILED first, so that a crashed
 or killed `flowdeck run` never shows as RUNNING forever. With `FLOWDECK_URL` set, the runs come from
-that control plane's KFP API instead (it may run on another machine), shown the same way.
+that control plane's KFP API instead (it may run on another machine). KFP's run lists carry no
+pipeline, so a remote list shows each run's name where a local one shows its pipeline.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import click
 
 from flowdeck.cli.common import CLIError, find_run, load_settings, open_cli_store
+
+if TYPE_CHECKING:
+    from flowdeck.cli.client import ControlPlaneClient
 
 RUN_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
 
@@ -44,10 +49,15 @@ def list_runs(limit: int, state_filter: str | None, as_json: bool) -> int:
 
     Any unique prefix of a run id works wherever a RUN is expected (`flowdeck runs get`,
     `flowdeck logs`).
+
+    With FLOWDECK_URL set, the runs come from that control plane (`flowdeck up`) instead of the local
+    store; its run lists carry no pipeline, so the second column is each run's NAME (`runs get`
+    shows the pipeline).
     """
     from flowdeck.cli import render
 
-    if load_settings().url:
+    remote = bool(load_settings().url)
+    if remote:
         rows: Any = _remote_runs(limit, state_filter.upper() if state_filter else None)
     else:
         with open_cli_store() as store:
@@ -63,7 +73,7 @@ def list_runs(limit: int, state_filter: str | None, as_json: bool) -> int:
         else:
             console.print("No runs yet. Start one with: flowdeck run PIPELINE")
         return 0
-    render.runs_table(console, rows)
+    render.runs_table(console, rows, by_name=remote)
     return 0
 
 
@@ -75,7 +85,8 @@ def get_run(run_ref: str, as_json: bool) -> int:
     """Show RUN (an id or a unique prefix of one): its state, arguments, outputs, and every task with its
     state, cache hit, attempts and error.
 
-    Tasks inside loops appear once per iteration, as `LOOP[i]/TASK`.
+    Tasks inside loops appear once per iteration, as `LOOP[i]/TASK`. With FLOWDECK_URL set, the run
+    comes from that control plane instead of the local store.
     """
     from flowdeck.cli import render
 
@@ -102,6 +113,8 @@ def get_run(run_ref: str, as_json: bool) -> int:
 
 # -- from a control plane ---------------------------------------------------------------------------
 KFP_RUNS = "/apis/v2beta1/runs"
+#: The largest page the KFP API serves; longer lists follow next_page_token.
+_PAGE_SIZE = 200
 #: Runs looked at when a RUN prefix has to be resolved through the API.
 _PREFIX_CANDIDATES = 100
 
@@ -111,9 +124,10 @@ class RemoteRun:
     """A run as the KFP API describes it, with the attributes the renderers read from a stored run."""
 
     id: str
-    pipeline_name: str
     display_name: str
     state: str
+    #: Known for one run (from its spec or its uploaded pipeline); None in lists, which carry neither.
+    pipeline_name: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -123,39 +137,39 @@ class RemoteRun:
     enable_caching: bool | None = None
 
     @classmethod
-    def from_api(cls, run: dict[str, Any]) -> RemoteRun:
+    def from_api(cls, run: dict[str, Any], pipeline_name: str | None = None) -> RemoteRun:
+        from flowdeck.cli.client import parse_time
+
         started = next((h.get("update_time") for h in run.get("state_history") or [] if h.get("state") == "RUNNING"),
                        None)
-        spec = run.get("pipeline_spec") or {}
-        spec = spec.get("pipeline_spec", spec)
         return cls(
-            id=run["run_id"], pipeline_name=(spec.get("pipelineInfo") or {}).get("name") or run.get("display_name", ""),
-            display_name=run.get("display_name", ""), state=run.get("state", ""),
-            created_at=_time(run.get("created_at")), started_at=_time(started),
-            finished_at=_time(run.get("finished_at")), error=(run.get("error") or {}).get("message"),
+            id=run["run_id"], display_name=run.get("display_name", ""), state=run.get("state", ""),
+            pipeline_name=pipeline_name, created_at=parse_time(run.get("created_at")), started_at=parse_time(started),
+            finished_at=parse_time(run.get("finished_at")), error=(run.get("error") or {}).get("message"),
             arguments=(run.get("runtime_config") or {}).get("parameters") or {},
         )
 
 
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
 def _remote_runs(limit: int, state: str | None) -> list[RemoteRun]:
+    """Up to `limit` runs, newest first, page after page."""
     from flowdeck.cli.client import ControlPlaneClient
 
-    params: dict[str, Any] = {"page_size": limit, "sort_by": "created_at desc"}
+    params: dict[str, Any] = {"sort_by": "created_at desc"}
     if state:
         params["filter"] = json.dumps({"predicates": [{"operation": "EQUALS", "key": "state", "string_value": state}]})
+    runs: list[dict[str, Any]] = []
     with ControlPlaneClient() as client:
-        answer = client.request("GET", KFP_RUNS, params=params)
-    return [RemoteRun.from_api(run) for run in answer.get("runs") or []]
+        while len(runs) < limit:
+            answer = client.request("GET", KFP_RUNS, params={**params, "page_size": min(limit - len(runs), _PAGE_SIZE)})
+            runs += answer.get("runs") or []
+            if not answer.get("next_page_token"):
+                break
+            params = {"page_token": answer["next_page_token"]}  # the token carries the filter and the order
+    return [RemoteRun.from_api(run) for run in runs[:limit]]
 
 
 def _remote_run(ref: str) -> tuple[RemoteRun, dict[str, Any]]:
     """The run whose id is `ref` (or the only one whose id starts with it), and its run document."""
-    from urllib.parse import quote
-
     from flowdeck.cli.client import ControlPlaneClient
 
     with ControlPlaneClient() as client:
@@ -169,7 +183,7 @@ def _remote_run(ref: str) -> tuple[RemoteRun, dict[str, Any]]:
                 raise CLIError(f"several runs match {ref!r}; give more of the id" if matches
                                else f"no run matches {ref!r} at {client.url}")
             run = client.request("GET", f"{KFP_RUNS}/{quote(matches[0], safe='')}")
-    row = RemoteRun.from_api(run)
+        row = RemoteRun.from_api(run, _pipeline_name(client, run))
     details = (run.get("run_details") or {}).get("task_details") or []
     by_id = {task["task_id"]: task for task in details}
 
@@ -184,3 +198,17 @@ def _remote_run(ref: str) -> tuple[RemoteRun, dict[str, Any]]:
     document = {"run_id": row.id, "pipeline": row.pipeline_name, "display_name": row.display_name,
                 "state": row.state, "error": row.error, "outputs": {}, "tasks": tasks}
     return row, document
+
+
+def _pipeline_name(client: ControlPlaneClient, run: dict[str, Any]) -> str:
+    """The pipeline a run ran: its spec's name, or that of the uploaded pipeline its version reference names."""
+    spec = run.get("pipeline_spec") or {}
+    spec = spec.get("pipeline_spec", spec)
+    if spec:
+        return (spec.get("pipelineInfo") or {}).get("name") or "?"
+    pipeline_id = (run.get("pipeline_version_reference") or {}).get("pipeline_id")
+    pipeline = pipeline_id and client.request("GET", f"/apis/v2beta1/pipelines/{quote(pipeline_id, safe='')}",
+                                              missing_ok=True)
+    if not pipeline:
+        return f"{pipeline_id} (not found)" if pipeline_id else "?"
+    return pipeline.get("display_name") or pipeline.get("name") or pipeline_id

@@ -7,16 +7,17 @@
       pipelineRef: {name: train, version: v2}   # an uploaded pipeline (newest version when omitted)
       # or pipelineSpec: {...}                  # a compiled pipeline (IR), inline
       parameters: {epochs: 3}
-      experiment: nightly                       # created when missing ("Default" when omitted)
+      experiment: nightly                       # created when missing ("Default" when omitted); not archived
 
 Its controller starts one run through the control plane's run controller and mirrors the run's state
 into conditions (Created, Running, Succeeded or Failed) and `status.runId`; logs are the run's task
 logs; deleting the resource terminates the run. Changing the spec starts a new run (the previous one
 is terminated if it still runs).
 
-Each run is tagged with the resource's uid and generation (its description), so a control plane
-killed between starting the run and recording `status.runId` finds that run again on restart
-instead of starting a second one.
+Each run records the resource that started it (`runs.owner`: kind, uid and generation), so a control
+plane killed between starting the run and recording `status.runId` finds that run again on restart
+instead of starting a second one. Only the control plane writes that column: no API caller can make
+a resource adopt a run of theirs.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def reconcile(ctx: KindContext, resource: Resource) -> float | None:
     if run_id is None:
         if status.is_true("Failed"):
             return None  # this generation could not start; a changed spec tries again
-        run_id = _find_run(ctx.store, _marker(resource)) or _start_run(ctx, resource)
+        run_id = _find_run(ctx.store, _owner(resource)) or _start_run(ctx, resource)
         if run_id is None:
             return None
         status.runId = run_id
@@ -131,6 +132,8 @@ def reconcile(ctx: KindContext, resource: Resource) -> float | None:
 def _start_run(ctx: KindContext, resource: Resource) -> str | None:
     """Start the resource's run; None (with the resource Failed) when it cannot start."""
     from flowdeck.pipelines.errors import PipelineError
+    from flowdeck.pipelines.references import run_experiment
+    from flowdeck.store.catalog import StateConflict
 
     spec = PipelineRunSpec.model_validate(resource.spec)
     namespace = store_namespace(resource.metadata.namespace)
@@ -139,13 +142,14 @@ def _start_run(ctx: KindContext, resource: Resource) -> str | None:
             pipeline_spec, pipeline_id, version_id = _referenced(ctx.store, namespace, spec.pipelineRef)
         else:
             pipeline_spec, pipeline_id, version_id = spec.pipelineSpec or {}, None, None
-        experiment_id = _experiment(ctx.store, namespace, spec.experiment)
+        experiment = run_experiment(ctx.store, namespace=namespace, name=spec.experiment)
         run_id = ctx.runs.create_run(
             pipeline_spec=pipeline_spec, parameters=spec.parameters, display_name=resource.metadata.name,
-            namespace=namespace, experiment_id=experiment_id, description=_marker(resource),
+            namespace=namespace, experiment_id=experiment.id, owner=_owner(resource),
             pipeline_id=pipeline_id, pipeline_version_id=version_id)
-    except (PipelineError, LookupError) as exc:
-        reason = "PipelineNotFound" if isinstance(exc, LookupError) else "InvalidPipeline"
+    except (PipelineError, LookupError, StateConflict) as exc:
+        reason = ("PipelineNotFound" if isinstance(exc, LookupError)
+                  else "ExperimentArchived" if isinstance(exc, StateConflict) else "InvalidPipeline")
         _transition(ctx, resource, "Failed", reason, str(exc))
         return None
     resource.status.set_condition("Created", True, "RunCreated", f"run {run_id} created")
@@ -180,7 +184,7 @@ def _transition(ctx: KindContext, resource: Resource, condition: str, reason: st
 
 def finalize(ctx: KindContext, resource: Resource) -> None:
     """Deleting a PipelineRun terminates its run (which stays in the run history)."""
-    run_id = getattr(resource.status, "runId", None) or _find_run(ctx.store, _marker(resource))
+    run_id = getattr(resource.status, "runId", None) or _find_run(ctx.store, _owner(resource))
     if run_id:
         _stop_run(ctx, run_id)
 
@@ -194,61 +198,38 @@ def _stop_run(ctx: KindContext, run_id: str) -> None:
         pass
 
 
-def _marker(resource: Resource) -> str:
-    """The description of the resource's run: says where it came from, and finds it again after a crash."""
+def _owner(resource: Resource) -> str:
+    """The `runs.owner` of the run this generation of the resource starts."""
     meta = resource.metadata
-    return f"PipelineRun {meta.namespace}/{meta.name} generation {meta.generation or 1} (uid {meta.uid})"
+    return f"PipelineRun/{meta.uid}/{meta.generation or 1}"
 
 
-def _find_run(store: Store, marker: str) -> str | None:
+def _find_run(store: Store, owner: str) -> str | None:
     from sqlalchemy import select
 
     from flowdeck.store import RunRow
 
     with store.engine.connect() as conn:
-        return conn.execute(select(RunRow.id).where(RunRow.description == marker).limit(1)).scalar()
+        return conn.execute(select(RunRow.id).where(RunRow.owner == owner).limit(1)).scalar()
 
 
 def _referenced(store: Store, namespace: str, ref: PipelineRef) -> tuple[dict[str, Any], str, str]:
     """(pipeline spec, pipeline id, version id) of an uploaded pipeline; LookupError when there is none."""
-    from flowdeck.store.catalog import ListQuery, NotFound, Pipelines, PipelineVersions, Predicate
+    from flowdeck.pipelines.references import run_version
+    from flowdeck.pipelines.spec import spec_document
+    from flowdeck.store.catalog import NotFound, Pipelines
 
     try:
         pipeline = Pipelines(store).get_by_name(ref.name, namespace=namespace)
     except NotFound:
         raise LookupError(f"no pipeline named {ref.name!r} in namespace {namespace or 'default'} (upload it with "
                           "kfp.Client().upload_pipeline, or give spec.pipelineSpec)") from None
-    versions = PipelineVersions(store)
-    if ref.version is None:
-        version = versions.latest(pipeline.id)
-    else:
-        named = versions.list(pipeline.id, ListQuery(predicates=(Predicate("name", "EQUALS", ref.version),),
-                                                     page_size=1)).rows
-        try:
-            version = versions.get(named[0].id if named else ref.version, pipeline_id=pipeline.id)
-        except NotFound:
-            raise LookupError(f"pipeline {ref.name!r} has no version {ref.version!r}") from None
-    spec = version.pipeline_spec
-    if version.platform_spec:
-        spec = {"pipeline_spec": spec, "platform_spec": version.platform_spec}
-    return spec, pipeline.id, version.id
-
-
-def _experiment(store: Store, namespace: str, name: str | None) -> str:
-    """The id of the namespace's experiment called `name` (created when missing), or of its "Default"."""
-    from flowdeck.store.catalog import AlreadyExists, Experiments, ListQuery, Predicate
-
-    experiments = Experiments(store)
-    if name is None:
-        return experiments.default(namespace=namespace).id
-    query = ListQuery(predicates=(Predicate("display_name", "EQUALS", name),), namespaces=(namespace,), page_size=1)
-    found = experiments.list(query).rows
-    if found:
-        return found[0].id
     try:
-        return experiments.create(display_name=name, namespace=namespace).id
-    except AlreadyExists:  # created meanwhile
-        return experiments.list(query).rows[0].id
+        version = run_version(store, pipeline_id=pipeline.id, version=ref.version)
+    except NotFound:
+        which = f"no version {ref.version!r}" if ref.version else "no versions"
+        raise LookupError(f"pipeline {ref.name!r} has {which}") from None
+    return spec_document(version.pipeline_spec, version.platform_spec), pipeline.id, version.id
 
 
 def _iso(value: Any) -> str | None:
@@ -257,24 +238,25 @@ def _iso(value: Any) -> str | None:
 
 # -- logs and describe -----------------------------------------------------------------------------
 def logs(ctx: KindContext, resource: Resource) -> Iterator[str]:
-    """Every task attempt's log, each under a `==> TASK (attempt N, STATE) <==` header."""
+    """The run's task logs as `flowdeck logs RUN` prints them, after its notes (cached tasks, missing logs)."""
+    import codecs
+
+    from flowdeck.pipelines.tasklogs import find_logs
+    from flowdeck.store import RunNotFound
+
     run_id = getattr(resource.status, "runId", None)
     if not run_id:
         raise ResourceError(f"{resource.ref} has not started a run yet")
-    tasks = {task.id: task for task in ctx.store.list_tasks(run_id)}
-    attempts = ctx.store.list_attempts(list(tasks)) if tasks else []
-    if not attempts:
-        yield f"run {run_id} has no task logs yet\n"
-        return
-    for attempt in sorted(attempts, key=lambda a: (tasks[a.task_id].created_at, tasks[a.task_id].path, a.number)):
-        task = tasks[attempt.task_id]
-        yield f"==> {task.path} (attempt {attempt.number}, {attempt.state}) <==\n"
-        try:
-            with open(attempt.log_path or "", errors="replace") as handle:
-                text = handle.read()
-        except OSError:
-            text = "(no log file)\n"
-        yield text if text.endswith("\n") or not text else text + "\n"
+    try:
+        found = find_logs(ctx.store, ctx.store.get_run(run_id))
+    except RunNotFound:
+        raise ResourceError(f"run {run_id} of {resource.ref} was deleted") from None
+    for note in found.notes:
+        yield note + "\n"
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in found.chunks():
+        yield decoder.decode(chunk)
+    yield decoder.decode(b"", final=True)
 
 
 def describe(ctx: KindContext, resource: Resource) -> list[tuple[str, str]]:

@@ -19,13 +19,12 @@ from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing, wire
 from flowdeck.controlplane.kfp.messages import Empty, ListRunsResponse, PipelineVersionReference, RecurringRun, Run
 from flowdeck.controlplane.kfp.routing import kfp_router
+from flowdeck.pipelines.references import run_experiment, run_version
 from flowdeck.pipelines.spec import spec_document
 from flowdeck.store.catalog import (
     ARCHIVED,
     AVAILABLE,
-    Experiments,
     Pipelines,
-    PipelineVersions,
     Predicate,
     RunCatalog,
 )
@@ -51,15 +50,7 @@ def check_one_source(body: Run | RecurringRun, what: str) -> None:
 
 def resolve_experiment(ctx: ServerContext, caller: Caller, experiment_id: str | None) -> Any:
     """The experiment a new run or recurring run goes to (the "Default" one when none is named)."""
-    experiments = Experiments(ctx.store)
-    if not experiment_id:
-        caller.check("")
-        return experiments.default(namespace="")
-    experiment = experiments.get(experiment_id)
-    caller.check(experiment.namespace)
-    if experiment.storage_state == ARCHIVED:
-        raise ApiError(400, f"experiment {experiment_id!r} is archived; unarchive it before adding runs to it")
-    return experiment
+    return run_experiment(ctx.store, experiment_id=experiment_id, authorize=caller.check)
 
 
 def resolve_version(ctx: ServerContext, caller: Caller, reference: PipelineVersionReference | None,
@@ -71,8 +62,7 @@ def resolve_version(ctx: ServerContext, caller: Caller, reference: PipelineVersi
         if reference is not None:
             raise ApiError(400, "pipeline_version_reference needs a pipeline_id or a pipeline_version_id")
         return None
-    versions = PipelineVersions(ctx.store)
-    version = versions.get(version_id, pipeline_id=pipeline_id) if version_id else versions.latest(pipeline_id or "")
+    version = run_version(ctx.store, pipeline_id=pipeline_id, version=version_id)
     caller.check(Pipelines(ctx.store).get(version.pipeline_id).namespace)
     return version
 
