@@ -14,12 +14,16 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import kfp
 import pytest
+import yaml
+from kfp import compiler
 
 from helpers import ControlPlane, StartControlPlane, start_control_plane
+from sample_pipelines import adder
 
 
 @pytest.fixture
@@ -62,3 +66,17 @@ def api(kfp_server: ControlPlane) -> Iterator[httpx.Client]:
     """Raw HTTP to the server's KFP API (base URL .../apis/v2beta1)."""
     with httpx.Client(base_url=f"{kfp_server.url}/apis/v2beta1", timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sample_pipelines.adder` compiled by kfp to adder.yaml."""
+    path = tmp_path_factory.mktemp("packages") / "adder.yaml"
+    compiler.Compiler().compile(adder, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def spec(package: Path) -> dict[str, Any]:
+    """The compiled `adder` spec, as a dict."""
+    return yaml.safe_load(package.read_text())

@@ -14,7 +14,6 @@ import httpx
 import kfp
 import pytest
 import yaml
-from kfp import compiler, dsl
 from kfp_server_api.exceptions import ApiException
 
 #: KFP's compiled test pipelines, next to the checkout (as tests/pipelines/compat.py finds them).
@@ -23,26 +22,9 @@ INVALID = COMPAT_DIR / "invalid"
 WITH_PLATFORM_SPEC = COMPAT_DIR / "valid" / "pipeline_with_volume.yaml"
 
 
-@dsl.component
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@dsl.pipeline
-def adder(a: int = 1, b: int = 2) -> int:
-    return add(a=a, b=b).output
-
-
 #: Top-level keys of 250 bytes that expand to 9**6 strings (4 MB of JSON) once their aliases are followed.
 ALIAS_BOMB = ("a: &a [" + ", ".join(["lol"] * 9) + "]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(5))).encode()
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("packages") / "adder.yaml"
-    compiler.Compiler().compile(adder, str(path))
-    return path
 
 
 def test_upload_then_upload_a_version_and_list_them(kfp_client: kfp.Client, package: Path) -> None:

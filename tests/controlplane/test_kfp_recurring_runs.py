@@ -2,38 +2,13 @@
 
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import kfp
 import pytest
-import yaml
-from kfp import compiler, dsl
 from kfp_server_api.exceptions import ApiException
 
 from helpers import wait_for
-
-
-@dsl.component
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@dsl.pipeline
-def adder(a: int = 1, b: int = 2) -> int:
-    return add(a=a, b=b).output
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("packages") / "adder.yaml"
-    compiler.Compiler().compile(adder, str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def spec(package: Path) -> dict[str, Any]:
-    return yaml.safe_load(package.read_text())
 
 
 @pytest.fixture(scope="module")

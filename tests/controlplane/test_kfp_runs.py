@@ -10,37 +10,16 @@ from typing import Any
 import httpx
 import kfp
 import pytest
-import yaml
-from kfp import compiler, dsl
+from kfp import dsl
 from kfp_server_api.exceptions import ApiException
 
 from flowdeck.config import Settings
 from flowdeck.pipelines.api import run_pipeline
 from flowdeck.store import open_store
 from helpers import ControlPlane, wait_for
+from sample_pipelines import adder, flaky, sleeper
 
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
-
-
-@dsl.component
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@dsl.component
-def nap(seconds: float):
-    import time
-
-    time.sleep(seconds)
-
-
-@dsl.component
-def fail_until_marker(marker: str):
-    import os
-
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        raise SystemExit("no marker yet: failing this time")
 
 
 @dsl.component
@@ -56,22 +35,6 @@ def read_data(data: dsl.Input[dsl.Dataset]) -> str:
 
 
 @dsl.pipeline
-def adder(a: int = 1, b: int = 2) -> int:
-    first = add(a=a, b=b)
-    return add(a=first.output, b=10).output
-
-
-@dsl.pipeline
-def sleeper(seconds: float = 60.0):
-    nap(seconds=seconds)
-
-
-@dsl.pipeline
-def flaky(marker: str):
-    fail_until_marker(marker=marker)
-
-
-@dsl.pipeline
 def inner():
     read_data(data=make_data().outputs["out"])
 
@@ -79,18 +42,6 @@ def inner():
 @dsl.pipeline
 def outer():
     inner()
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("packages") / "adder.yaml"
-    compiler.Compiler().compile(adder, str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def spec(package: Path) -> dict[str, Any]:
-    return yaml.safe_load(package.read_text())
 
 
 def finished(client: kfp.Client, run_id: str, states: tuple[str, ...] = FINAL, timeout: float = 60) -> Any:

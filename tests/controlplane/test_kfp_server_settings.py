@@ -5,19 +5,10 @@ from pathlib import Path
 import httpx
 import kfp
 import pytest
-from kfp import compiler, dsl
+from kfp import compiler
 
 from helpers import StartControlPlane, wait_for
-
-
-@dsl.component
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@dsl.pipeline
-def adder(a: int = 1, b: int = 2) -> int:
-    return add(a=a, b=b).output
+from sample_pipelines import adder
 
 
 def client(url: str, token: str | None = None) -> kfp.Client:
@@ -52,4 +43,4 @@ def test_experiments_pipelines_and_runs_on_postgresql(control_plane: StartContro
         kfp_client.get_run(run.run_id)
     listed = kfp_client.list_runs(experiment_id=experiment.experiment_id, sort_by="created_at desc")
     assert [r.run_id for r in listed.runs] == [run.run_id]
-    assert len(kfp_client.get_run(run.run_id).run_details.task_details) == 1
+    assert {t.display_name for t in kfp_client.get_run(run.run_id).run_details.task_details} == {"add", "add-2"}

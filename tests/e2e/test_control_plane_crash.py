@@ -1,7 +1,7 @@
 """Killing `flowdeck up` with SIGKILL in the middle of a run loses nothing and repeats nothing.
 
 The restarted control plane resumes the run: the task that had succeeded is not run again (its
-side effect happened once), the interrupted one runs anew, and the store is intact.
+side effect happened once), the gated one runs anew, and the store is intact.
 """
 
 import signal
@@ -10,36 +10,9 @@ from pathlib import Path
 
 import kfp
 import pytest
-from kfp import dsl
 
 from helpers import start_control_plane, wait_for
-
-
-@dsl.component
-def count(marker_dir: str, name: str) -> str:
-    import os
-
-    with open(os.path.join(marker_dir, name + ".count"), "a") as out:
-        out.write("x")
-    return name
-
-
-@dsl.component
-def wait_for_go(marker_dir: str, value: str) -> str:
-    import os
-    import time
-
-    while not os.path.exists(os.path.join(marker_dir, "go")):
-        time.sleep(0.05)
-    return value + " went"
-
-
-@dsl.pipeline
-def interrupted(marker_dir: str) -> str:
-    first = count(marker_dir=marker_dir, name="first")
-    gate = wait_for_go(marker_dir=marker_dir, value=first.output)
-    count(marker_dir=marker_dir, name="last").after(gate)
-    return gate.output
+from sample_pipelines import gated
 
 
 def task_states(client: kfp.Client, run_id: str) -> dict[str, str]:
@@ -55,7 +28,7 @@ def test_sigkill_during_a_run_then_restart_finishes_it_without_repeating_tasks(t
     try:
         client = kfp.Client(host=server.url)
         run_id = client.create_run_from_pipeline_func(
-            interrupted, arguments={"marker_dir": str(markers)}, enable_caching=False).run_id
+            gated, arguments={"marker_dir": str(markers)}, enable_caching=False).run_id
         assert wait_for(lambda: task_states(client, run_id).get("wait-for-go") == "RUNNING", timeout=60)
         assert task_states(client, run_id)["count"] == "SUCCEEDED"
     finally:
@@ -89,7 +62,7 @@ def test_sigterm_suspends_runs_and_the_next_start_resumes_them(tmp_path: Path) -
     try:
         client = kfp.Client(host=server.url)
         run_id = client.create_run_from_pipeline_func(
-            interrupted, arguments={"marker_dir": str(markers)}, enable_caching=False).run_id
+            gated, arguments={"marker_dir": str(markers)}, enable_caching=False).run_id
         assert wait_for(lambda: task_states(client, run_id).get("wait-for-go") == "RUNNING", timeout=60)
     finally:
         assert server.stop(signal.SIGTERM) == 0  # a clean stop

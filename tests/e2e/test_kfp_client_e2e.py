@@ -11,47 +11,10 @@ from pathlib import Path
 
 import kfp
 import pytest
-from kfp import compiler, dsl
+from kfp import compiler
 
 from helpers import ControlPlane, start_control_plane, wait_for
-
-
-@dsl.component
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@dsl.component
-def nap(seconds: float):
-    import time
-
-    time.sleep(seconds)
-
-
-@dsl.component
-def fail_until_marker(marker: str) -> str:
-    import os
-
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        raise SystemExit("no marker yet: failing this time")
-    return "ok"
-
-
-@dsl.pipeline
-def adder(a: int = 1, b: int = 2) -> int:
-    first = add(a=a, b=b)
-    return add(a=first.output, b=10).output
-
-
-@dsl.pipeline
-def sleeper(seconds: float = 120.0):
-    nap(seconds=seconds)
-
-
-@dsl.pipeline
-def flaky(marker: str):
-    fail_until_marker(marker=marker)
+from sample_pipelines import adder, flaky, sleeper
 
 
 @pytest.fixture(scope="module")

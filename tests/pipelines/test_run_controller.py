@@ -12,15 +12,7 @@ from flowdeck.pipelines.errors import PipelineError
 from flowdeck.pipelines.spec import load_pipeline
 from flowdeck.store import Store, open_store
 from helpers import wait_for
-
-
-@dsl.component
-def count(marker_dir: str, name: str) -> str:
-    import os
-
-    with open(os.path.join(marker_dir, name + ".count"), "a") as out:
-        out.write("x")
-    return name
+from sample_pipelines import count, gated, sleeper
 
 
 @dsl.component
@@ -34,39 +26,10 @@ def fail_once(marker_dir: str, value: str) -> str:
     return value + "!"
 
 
-@dsl.component
-def wait_for_file(marker_dir: str, value: str) -> str:
-    import os
-    import time
-
-    while not os.path.exists(os.path.join(marker_dir, "go")):
-        time.sleep(0.05)
-    return value
-
-
-@dsl.component
-def nap(seconds: float):
-    import time
-
-    time.sleep(seconds)
-
-
 @dsl.pipeline
 def flaky(marker_dir: str):
     first = count(marker_dir=marker_dir, name="first")
     fail_once(marker_dir=marker_dir, value=first.output)
-
-
-@dsl.pipeline
-def gated(marker_dir: str):
-    first = count(marker_dir=marker_dir, name="first")
-    second = wait_for_file(marker_dir=marker_dir, value=first.output)
-    count(marker_dir=marker_dir, name="last").after(second)
-
-
-@dsl.pipeline
-def sleepy(seconds: float = 60.0):
-    nap(seconds=seconds)
 
 
 def spec(pipeline: Any) -> dict[str, Any]:
@@ -117,7 +80,7 @@ def test_invalid_arguments_are_refused_before_anything_is_recorded(controller: R
 
 
 def test_terminate_cancels_a_running_run(controller: RunController, store: Store) -> None:
-    run_id = controller.create_run(pipeline_spec=spec(sleepy))
+    run_id = controller.create_run(pipeline_spec=spec(sleeper))
     assert wait_for(lambda: any(t.state == "RUNNING" for t in store.list_tasks(run_id)), timeout=30)
     controller.terminate(run_id)
     assert wait_state(store, run_id, {"CANCELED", "FAILED", "SUCCEEDED"}, timeout=15) == "CANCELED"
@@ -132,8 +95,8 @@ def test_terminate_cancels_a_queued_run_before_it_starts(store: Store, settings:
     controller = RunController(store, settings.model_copy(update={"max_concurrent_runs": 1}))
     controller.start()
     try:
-        busy = controller.create_run(pipeline_spec=spec(sleepy))
-        queued = controller.create_run(pipeline_spec=spec(sleepy), parameters={"seconds": 0})
+        busy = controller.create_run(pipeline_spec=spec(sleeper))
+        queued = controller.create_run(pipeline_spec=spec(sleeper), parameters={"seconds": 0})
         assert store.get_run(queued).state == "PENDING"
         controller.terminate(queued)
         assert store.get_run(queued).state == "CANCELED"
@@ -166,8 +129,8 @@ def test_a_stopped_controller_resumes_its_runs_without_rerunning_succeeded_tasks
     first = RunController(store, settings)
     first.start()
     run_id = first.create_run(pipeline_spec=spec(gated), parameters={"marker_dir": str(tmp_path)})
-    assert wait_for(lambda: states_by_name(store, run_id).get("wait-for-file") is not None
-                    and states_by_name(store, run_id)["wait-for-file"].state == "RUNNING", timeout=30)
+    assert wait_for(lambda: states_by_name(store, run_id).get("wait-for-go") is not None
+                    and states_by_name(store, run_id)["wait-for-go"].state == "RUNNING", timeout=30)
     first.stop()
     assert store.get_run(run_id).state == "RUNNING"  # suspended, not ended
     (tmp_path / "go").touch()
@@ -181,4 +144,4 @@ def test_a_stopped_controller_resumes_its_runs_without_rerunning_succeeded_tasks
     assert (tmp_path / "last.count").read_text() == "x"
     tasks = states_by_name(store, run_id)
     assert {t.state for t in tasks.values()} == {"SUCCEEDED"}
-    assert tasks["wait-for-file"].attempts == 2
+    assert tasks["wait-for-go"].attempts == 2

@@ -23,7 +23,7 @@ from flowdeck.pipelines.api import WARM_EXECUTOR_MODULE, drive, new_engine, prep
 from flowdeck.pipelines.engine import Engine, RunSuspended
 from flowdeck.pipelines.executors import EXECUTOR_MODULE
 from flowdeck.pipelines.model import PreviousTask
-from flowdeck.pipelines.spec import load_pipeline, spec_document
+from flowdeck.pipelines.spec import from_documents, load_pipeline, spec_document
 from flowdeck.runtime import LocalRuntime
 from flowdeck.store import RunNotFound, Store
 from flowdeck.store.catalog import Experiments
@@ -100,7 +100,7 @@ class RunController:
         kfp.Client sends for pipelines with Kubernetes settings. Raises `PipelineError` (a client
         mistake: invalid spec, unknown or mistyped parameter) before anything is recorded.
         """
-        pipeline = load_pipeline(pipeline_spec)
+        pipeline = from_documents([pipeline_spec], "pipeline_spec")
         typed, artifacts = prepare_arguments(pipeline, parameters or {})
         run_id = record_run(
             self.store, pipeline, typed, artifacts, display_name=display_name, namespace=namespace,
