@@ -18,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from flowdeck.config import Settings
 from flowdeck.pipelines.api import WARM_EXECUTOR_MODULE, drive, new_engine, prepare_arguments, record_run
 from flowdeck.pipelines.engine import Engine, RunSuspended
@@ -25,7 +27,8 @@ from flowdeck.pipelines.executors import EXECUTOR_MODULE
 from flowdeck.pipelines.model import PreviousTask
 from flowdeck.pipelines.spec import from_documents, load_pipeline, spec_document
 from flowdeck.runtime import LocalRuntime
-from flowdeck.store import RunNotFound, Store
+from flowdeck.runtime.quotas import QuotaGate
+from flowdeck.store import ResourceRow, RunNotFound, Store
 from flowdeck.store.catalog import Experiments
 from flowdeck.store.ownership import instance_alive
 from flowdeck.store.store import TERMINAL_RUN_STATES
@@ -59,6 +62,8 @@ class RunController:
         self._queued: set[str] = set()
         self._futures: set[Future[None]] = set()
         self._stopping = False
+        #: Every run's workloads pass their profile's quota (shared with other capabilities' workloads).
+        self.quota = QuotaGate(lambda namespace: profile_quota(store, namespace))
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,7 +203,7 @@ class RunController:
         parameters, artifacts = prepare_arguments(pipeline, run.arguments or {})
         previous = _previous_tasks(self.store, run_id) if resume else None
         engine = new_engine(run, pipeline, parameters, artifacts, store=self.store, runtime=self.runtime,
-                            settings=self.settings, previous=previous)
+                            settings=self.settings, previous=previous, quota=self.quota)
         with self._lock:
             if run_id not in self._queued or self._stopping:  # terminated while queued, or shutting down
                 self._queued.discard(run_id)
@@ -230,6 +235,15 @@ def _previous_tasks(store: Store, run_id: str) -> dict[str, PreviousTask]:
         previous[row.path] = PreviousTask(id=row.id, kind=row.kind, state=row.state, attempts=row.attempts,
                                           outputs=outputs)
     return previous
+
+
+def profile_quota(store: Store, namespace: str) -> dict[str, Any] | None:
+    """The `resourceQuotaSpec.hard` of the profile named `namespace` (a Profile resource), if it has one."""
+    query = select(ResourceRow.spec).where(ResourceRow.kind == "Profile", ResourceRow.namespace == "",
+                                           ResourceRow.name == (namespace or "default"))
+    with store.engine.connect() as conn:
+        spec = conn.execute(query).scalar_one_or_none()
+    return ((spec or {}).get("resourceQuotaSpec") or {}).get("hard")
 
 
 def _signal(pid: int, signum: int) -> bool:

@@ -36,6 +36,7 @@ from flowdeck.pipelines.spec import Pipeline
 from flowdeck.pipelines.values import evaluate_condition, normalize
 from flowdeck.pipelines.venvs import VenvError, python_for
 from flowdeck.runtime import Runtime, Workload, WorkloadHandle
+from flowdeck.runtime.quotas import Demand, QuotaGate, parse_quantity
 from flowdeck.store import Store
 
 logger = logging.getLogger("flowdeck")
@@ -54,6 +55,8 @@ class RunOptions:
     venv_dir: Path
     enable_caching: bool = True
     max_parallel: int = 8
+    #: The run's profile: its quota (if any) limits the run's workloads.
+    namespace: str = ""
 
 
 class Listener:
@@ -87,7 +90,7 @@ class Engine:
     def __init__(self, pipeline: Pipeline, arguments: dict[str, Any], store: Store, runtime: Runtime,
                  options: RunOptions, listener: Listener | None = None,
                  root_artifacts: dict[str, list[dict[str, Any]]] | None = None,
-                 previous: dict[str, PreviousTask] | None = None) -> None:
+                 previous: dict[str, PreviousTask] | None = None, quota: QuotaGate | None = None) -> None:
         self.pipeline = pipeline
         self.arguments = arguments
         self.root_artifacts = root_artifacts or {}
@@ -109,6 +112,9 @@ class Engine:
         self.cancel_reason = ""
         self.suspended = False
         self.previous = dict(previous or {})
+        self.quota = quota
+        self.admitted: set[str] = set()  # nodes holding quota for their current attempt
+        self.quota_waiting: dict[str, str] = {}  # node id -> why it waits for quota
         self.warned: set[str] = set()
         self.failed_nodes: list[Node] = []
         self._python_components: dict[str, PythonComponent | None] = {}
@@ -142,7 +148,7 @@ class Engine:
             self._open_scope(self.root)
             self._pump()
             while not self.done:
-                if not (self.running or self.timers or self.events.qsize()):
+                if not (self.running or self.timers or self.events.qsize() or self.quota_waiting):
                     raise RuntimeError("the run cannot make progress: no task is running, ready or waiting")
                 timeout = None
                 if self.timers:
@@ -169,6 +175,8 @@ class Engine:
             self._stop_all(f"engine error: {type(exc).__name__}: {exc}", "FAILED")
             raise
         finally:
+            for node_id in list(self.admitted):
+                self._release(node_id)
             self._close_leftovers()
             self.record.flush()
             for signum, handler in previous_handlers.items():
@@ -244,6 +252,7 @@ class Engine:
 
     def _stop_all(self, reason: str, state: str) -> None:
         """Stop every running workload and end every unfinished task in `state`."""
+        self.quota_waiting.clear()
         for key in [k for k in self.running if k.startswith("venv:")]:
             self._set_state(self.running.pop(key), state, error=reason)
         stoppers = [
@@ -286,6 +295,7 @@ class Engine:
             handle, code = payload
             node = self.running.pop(handle.id, None)
             if node is not None:
+                self._release(node.id)
                 self._executor_exited(node, code)
         elif kind == "message":
             self.listener.message(payload)
@@ -293,6 +303,8 @@ class Engine:
             self.cancel(INTERRUPTED if payload == "SIGINT" else f"canceled: the engine received {payload}")
         elif kind == "cancel":
             self.cancel(payload)
+        elif kind == "quota":
+            pass  # quota was released in the run's profile: the next pump retries waiting workloads
         elif kind == "suspend" and not self.canceled:
             self.suspended = self.canceled = True
             self.cancel_reason = payload
@@ -309,14 +321,56 @@ class Engine:
 
     def _pump(self) -> None:
         """Process ready nodes and launch queued workloads until nothing more can move."""
-        while self.ready or (self.launch_queue and len(self.running) < self.options.max_parallel):
+        while True:
             while self.ready:
                 self._start_node(self.ready.popleft())
-            while self.launch_queue and len(self.running) < self.options.max_parallel:
-                node = self.launch_queue.popleft()
-                if not node.finished:
-                    self._run_executor(node)
+            if not self._launch_queued() and not self.ready:
+                break
         self.record.flush()
+
+    def _launch_queued(self) -> bool:
+        """Start queued workloads while slots are free and their profile's quota admits them."""
+        launched = False
+        waiting: deque[Node] = deque()
+        while self.launch_queue and len(self.running) < self.options.max_parallel:
+            node = self.launch_queue.popleft()
+            if node.finished:
+                continue
+            if not self._admit(node):
+                if not node.finished:
+                    waiting.append(node)
+                continue
+            self._run_executor(node)
+            launched = True
+        self.launch_queue.extendleft(reversed(waiting))
+        return launched
+
+    def _admit(self, node: Node) -> bool:
+        """Whether the profile's quota lets `node` start now (a node that can never fit fails)."""
+        if self.quota is None:
+            return True
+        component = self.pipeline.component(node.component_name)
+        container = self.pipeline.executor(component["executorLabel"])["container"]
+        admission = self.quota.try_admit(self.options.namespace, node.id, workload_demand(container),
+                                         wake=lambda: self.events.put(("quota", None)))
+        if admission.admitted:
+            self.admitted.add(node.id)
+            if self.quota_waiting.pop(node.id, None) is not None:
+                self.record.task_changed(node, error=None)
+            return True
+        if admission.never_fits:
+            self.quota_waiting.pop(node.id, None)
+            self._finish(node, "FAILED", error=f"cannot run: {admission.reason}")
+        elif self.quota_waiting.get(node.id) != admission.reason:
+            self.quota_waiting[node.id] = admission.reason or "waiting for quota"
+            self.record.task_changed(node, error=admission.reason)
+            self.listener.message(f"{node.path}: {admission.reason}")
+        return False
+
+    def _release(self, node_id: str) -> None:
+        if self.quota is not None and node_id in self.admitted:
+            self.admitted.discard(node_id)
+            self.quota.release(self.options.namespace, node_id)
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
@@ -772,6 +826,7 @@ class Engine:
 
     def _attempt_failed(self, node: Node, error: str) -> None:
         """Retry the task if its policy allows, else fail it."""
+        self._release(node.id)
         if not self.canceled and self._schedule_retry(node):
             self.listener.message(f"{node.path} failed ({error}); retrying (attempt {node.attempts + 1})")
             return
@@ -808,6 +863,25 @@ class Engine:
     def _warn_image(self, container: dict[str, Any]) -> None:
         if container.get("image"):
             self._warn("container images are not used locally: container commands run on this machine")
+
+
+def workload_demand(container: dict[str, Any]) -> Demand:
+    """What a container asks for: its requests (else limits), as kfp compiles `set_cpu_request` & co."""
+    resources = container.get("resources") or {}
+
+    def pick(*keys: str) -> float:
+        for key in keys:
+            if resources.get(key) not in (None, ""):
+                return parse_quantity(resources[key])
+        return 0.0
+
+    memory = pick("resourceMemoryRequest", "resourceMemoryLimit")
+    if not memory:
+        memory = pick("memoryRequest", "memoryLimit") * 1e9  # the older fields are in GB
+    accelerator = resources.get("accelerator") or {}
+    gpu = parse_quantity(accelerator.get("resourceCount") or accelerator.get("count") or 0)
+    return Demand(cpu=pick("resourceCpuRequest", "cpuRequest", "resourceCpuLimit", "cpuLimit"), memory=memory,
+                  gpu=gpu)
 
 
 def _jsonable(value: Any) -> Any:

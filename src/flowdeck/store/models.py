@@ -299,3 +299,73 @@ class ResourceEventRow(Base):
     reason: Mapped[str] = mapped_column(String(128))
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- identity and access (profiles issue) ----------------------------------------------------------
+
+class UserRow(Base):
+    """A person who signs in: with a password (hash only), through OIDC, or named by a trusted proxy."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc_issuer_oidc_subject"),)
+
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    #: Argon2id PHC string; None for users who sign in only through OIDC or a trusted proxy.
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    oidc_issuer: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    oidc_subject: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    is_cluster_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BindingRow(Base):
+    """A principal's role in a profile (namespace): owner, admin, edit or view."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (UniqueConstraint("profile", "principal", name="uq_bindings_profile_principal"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    profile: Mapped[str] = mapped_column(String(63), index=True)
+    #: "user:<name>" or "group:<name>".
+    principal: Mapped[str] = mapped_column(String(300), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiTokenRow(Base):
+    """An API token: only its SHA-256 is stored; the token itself is shown once, at creation."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The token's first characters (after its `fdt_` prefix), to find it without a scan.
+    lookup: Mapped[str] = mapped_column(String(16), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    #: The user it acts for ("user:<name>"), or the run it belongs to ("run:<id>").
+    owner: Mapped[str] = mapped_column(String(300), index=True)
+    #: Only this profile, when set; scopes the token carries (intersected with the owner's rights).
+    profile: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    note: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class LoginRow(Base):
+    """A browser login: the cookie holds a random value, the store only its SHA-256."""
+
+    __tablename__ = "logins"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(253), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)

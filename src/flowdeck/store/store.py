@@ -57,7 +57,7 @@ TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED"})
 
 # The newest revision in migrations/versions. A database already at it is opened without importing
 # alembic (~150 ms, paid by every CLI command otherwise); bump it with every new migration.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrations of one database.
 _MIGRATION_LOCK_KEY = zlib.crc32(b"flowdeck.store.migrations")
