@@ -89,6 +89,7 @@ def serve(settings: Settings, host: str, port: int, announce: Callable[[str], No
         store.close()
         raise ServeError(f"{exc}; stop it first, or give this one its own FLOWDECK_HOME") from None
     ctx = ServerContext(settings=settings, store=store, runs=RunController(store, settings), bind_host=host)
+    ctx.runs.api_url = url
     ctx.services.extend(_services(ctx))
     app = create_app(ctx)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10,

@@ -125,12 +125,14 @@ def record_run(store: Store, pipeline: Pipeline, parameters: dict[str, Any], art
 
 def new_engine(run: RunRow, pipeline: Pipeline, parameters: dict[str, Any], artifacts: dict[str, Any], *,
                store: Store, runtime: LocalRuntime, settings: Settings, listener: Listener | None = None,
-               previous: dict[str, PreviousTask] | None = None, quota: QuotaGate | None = None) -> Engine:
+               previous: dict[str, PreviousTask] | None = None, quota: QuotaGate | None = None,
+               extra_env: dict[str, str] | None = None) -> Engine:
     """An engine for the recorded `run` (`previous`: resume it, see `Engine`; `quota`: admit its workloads)."""
     options = RunOptions(
         run_id=run.id, display_name=run.display_name, artifact_root=settings.resolved_artifact_root,
         logs_dir=Path(settings.logs_dir), venv_dir=Path(settings.venv_cache_dir),
         enable_caching=run.enable_caching, max_parallel=settings.max_parallel_tasks, namespace=run.namespace,
+        extra_env=dict(extra_env or {}),
     )
     return Engine(pipeline, parameters, store, runtime, options, listener, root_artifacts=artifacts,
                   previous=previous, quota=quota)

@@ -62,6 +62,8 @@ class RunController:
         self._queued: set[str] = set()
         self._futures: set[Future[None]] = set()
         self._stopping = False
+        #: The control plane's URL, given to tasks (KF_PIPELINES_ENDPOINT) so their code can call the API.
+        self.api_url: str | None = None
         #: Every run's workloads pass their profile's quota (shared with other capabilities' workloads).
         self.quota = QuotaGate(lambda namespace: profile_quota(store, namespace))
 
@@ -188,6 +190,12 @@ class RunController:
             with self._lock:
                 self._engines.pop(run_id, None)
 
+    def _task_env(self) -> dict[str, str]:
+        """What a run's tasks need to call the control plane (kfp.Client() finds it by itself)."""
+        if not self.api_url:
+            return {}
+        return {"KF_PIPELINES_ENDPOINT": self.api_url, "FLOWDECK_URL": self.api_url}
+
     def _prepare(self, run_id: str, resume: bool) -> Engine | None:
         """The engine for a queued run, registered as executing; None when it must not run any more."""
         try:
@@ -203,7 +211,8 @@ class RunController:
         parameters, artifacts = prepare_arguments(pipeline, run.arguments or {})
         previous = _previous_tasks(self.store, run_id) if resume else None
         engine = new_engine(run, pipeline, parameters, artifacts, store=self.store, runtime=self.runtime,
-                            settings=self.settings, previous=previous, quota=self.quota)
+                            settings=self.settings, previous=previous, quota=self.quota,
+                            extra_env=self._task_env())
         with self._lock:
             if run_id not in self._queued or self._stopping:  # terminated while queued, or shutting down
                 self._queued.discard(run_id)

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class RunOptions:
     max_parallel: int = 8
     #: The run's profile: its quota (if any) limits the run's workloads.
     namespace: str = ""
+    #: Added to every task's environment (e.g. how to reach the control plane, with the run's token).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 class Listener:
@@ -796,7 +798,8 @@ class Engine:
         log_path = self.options.logs_dir / self.options.run_id / f"{_safe_path(node.path)}.{node.attempts}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         return Workload(
-            name=node.name, command=prepared.command, env=prepared.env, working_dir=node.task_dir,
+            name=node.name, command=prepared.command, env={**prepared.env, **self.options.extra_env},
+            working_dir=node.task_dir,
             log_path=str(log_path), image=container.get("image"),
             labels={"run": self.options.run_id, "task": node.path},
         )
