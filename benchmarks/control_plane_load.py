@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from environment import describe_environment
 from kfp import compiler, dsl
 
 IMAGE = "python:3.11"  # explicit, to silence kfp's FutureWarning
@@ -362,17 +362,7 @@ def run_backend(name: str, database_url: str, args: argparse.Namespace, workdir:
 
 
 def _environment() -> dict[str, Any]:
-    from importlib import metadata
-
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    return {"python": platform.python_version(), "kfp": metadata.version("kfp"),
-            "flowdeck": metadata.version("flowdeck"), "flowdeck_commit": commit or "unknown",
-            "cpus": os.cpu_count(), "platform": platform.platform()}
+    return describe_environment("kfp")
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:

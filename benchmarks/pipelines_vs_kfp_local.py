@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -40,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from environment import describe_environment
 from kfp import dsl
 
 from flowdeck.pipelines.engine import Listener  # the type run_pipeline(listener=...) takes
@@ -458,19 +458,7 @@ def big_fanout_scenario(widths: tuple[int, ...], workdir: Path) -> list[dict[str
 
 # ------------------------------------------------------------------------------------------- report
 def _environment() -> dict[str, Any]:
-    from importlib import metadata
-
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    return {
-        "python": platform.python_version(), "kfp": metadata.version("kfp"),
-        "flowdeck": metadata.version("flowdeck"), "flowdeck_commit": commit or "unknown",
-        "cpus": os.cpu_count(), "platform": platform.platform(),
-    }
+    return describe_environment("kfp")
 
 
 def _s(value: float | None) -> str:

@@ -1,18 +1,24 @@
-"""Helpers shared by the test packages: reading run documents and the store, waiting on processes."""
+"""Helpers shared by the test packages: reading run documents and the store, waiting on processes,
+starting control planes and OIDC providers."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from flowdeck.config import Settings
 from flowdeck.store import open_store
@@ -108,3 +114,32 @@ def start_control_plane(home: Path, env: dict[str, str] | None = None, args: Seq
         server.stop(signal.SIGKILL)
         raise RuntimeError("flowdeck up did not start:\n" + "\n".join(server.output))
     return server
+
+
+@contextmanager
+def oidc_provider(claims: dict[str, Any], timeout: float = 20.0) -> Iterator[str]:
+    """A real OIDC provider process (`oidc-provider-mock`) on a free port; yields its issuer URL.
+
+    Every user it signs in gets `claims` (the `sub` is what its authorization form is given).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    provider = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "-p", str(port),
+                                 "--user-claims", json.dumps(claims)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://localhost:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/.well-known/openid-configuration").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        if not wait_for(up, timeout=timeout):
+            raise RuntimeError(f"oidc-provider-mock did not answer on {url} within {timeout:.0f} s")
+        yield url
+    finally:
+        provider.terminate()
+        provider.wait(10)

@@ -7,13 +7,14 @@ home by setting `FLOWDECK_HOME`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flowdeck.defaults import DEFAULT_URL
 
@@ -34,6 +35,52 @@ class Settings(BaseSettings):
     url: str | None = None
     #: Bearer token: `flowdeck up` requires it of every API call when set; the CLI sends it.
     token: str | None = None
+
+    # -- identity (profiles/): how callers sign in ---------------------------------------------
+    #: Idle and absolute lifetimes of a browser login, in seconds (12 hours, 7 days).
+    login_idle_seconds: int = Field(default=12 * 3600, ge=60)
+    login_max_seconds: int = Field(default=7 * 86400, ge=60)
+    #: Default lifetime of a new API token, in days.
+    token_days: int = Field(default=90, ge=1)
+    #: OIDC login (Dex, Keycloak, Google...): the issuer URL (its discovery document is
+    #: `<issuer>/.well-known/openid-configuration`), this client's id and secret, the scopes asked for.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email profile groups"
+    oidc_groups_claim: str = "groups"
+    #: Trusted-header mode (behind oauth2-proxy, Istio...): the header naming the user, accepted only
+    #: from peers in `trusted_proxies` (comma-separated CIDRs; empty: the mode is off).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_user_header: str = "kubeflow-userid"
+    #: Stripped from the user header's value (e.g. IAP's `accounts.google.com:`); required when set.
+    trusted_user_prefix: str = ""
+    #: Header listing the user's groups (comma-separated); empty: none.
+    trusted_groups_header: str = ""
+    #: Signs the short-lived OIDC login state cookie; a random key per process when unset.
+    secret_key: str | None = None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        """`FLOWDECK_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1` (a comma-separated list); each must be a network."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for network in value:
+                try:
+                    ipaddress.ip_network(str(network), strict=False)
+                except ValueError:
+                    raise ValueError(f"{network!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+        return value
+
+    @field_validator("trusted_user_header", "trusted_groups_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and not all(c.isalnum() or c == "-" for c in value):
+            raise ValueError(f"{value!r} is not a header name (letters, digits and '-')")
+        return value
 
     @property
     def control_plane_url(self) -> str:

@@ -241,14 +241,14 @@ def test_an_unknown_kind_or_api_version_is_one_line_naming_it(cli: Any, workdir:
     job = write(workdir, "job.yaml", {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
                                       "metadata": {"name": "train", "namespace": "invalid"}, "spec": {}})
     assert one_error_line(cli("apply", "-f", str(job)), 2) == \
-        f"{job}: unknown kind 'PyTorchJob' (apiVersion kubeflow.org/v1); known kinds: PipelineRun, Widget"
+        f"{job}: unknown kind 'PyTorchJob' (apiVersion kubeflow.org/v1); known kinds: PipelineRun, Profile, Widget"
     version = write(workdir, "version.yaml", {**widget("v", "invalid"), "apiVersion": "test.flowdeck.dev/v9"})
     assert one_error_line(cli("apply", "-f", str(version)), 2) == (
         f"{version}: kind Widget has no apiVersion 'test.flowdeck.dev/v9' "
         "(expected test.flowdeck.dev/v1 or test.flowdeck.dev/v1beta1)")
     assert stored(cli, "widgets", "invalid") == []
     assert one_error_line(cli("get", "pytorchjobs"), 2) == \
-        "unknown kind 'pytorchjobs'; known kinds: PipelineRun, Widget"
+        "unknown kind 'pytorchjobs'; known kinds: PipelineRun, Profile, Widget"
 
 
 def test_a_yaml_syntax_error_names_the_line_and_a_missing_file_is_named(cli: Any, workdir: Path) -> None:
@@ -278,7 +278,7 @@ def test_a_control_plane_with_a_token_needs_it_from_the_cli(plugin: Path, tmp_pa
     guarded = start_control_plane(tmp_path / "home", env={"PYTHONPATH": str(plugin)}, args=("--token", "s3cret"))
     try:
         assert one_error_line(flowdeck(plugin, guarded.url, "get", "widgets"), 1) == \
-            "this control plane requires a bearer token"
+            "this control plane requires credentials (a bearer token or a login)"
         assert one_error_line(flowdeck(plugin, guarded.url, "get", "widgets", token="wrong"), 1) == \
             "invalid bearer token"
         allowed = flowdeck(plugin, guarded.url, "get", "widgets", token="s3cret")

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import event, insert
 
-from flowdeck.controlplane.auth import ADMIN
+from flowdeck.controlplane.auth import IMPLICIT_ADMIN, Access
 from flowdeck.controlplane.kfp import listing
 from flowdeck.controlplane.kfp.listing import ListParams
 from flowdeck.controlplane.kfp.runs import FIELDS
@@ -21,6 +21,7 @@ from flowdeck.store.catalog import ListQuery, Predicate, RunCatalog
 
 SPEC = {"pipelineInfo": {"name": "big"}, "root": {"dag": {"tasks": {}}}, "padding": "x" * 4000}
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+ADMIN = Access(IMPLICIT_ADMIN, [])
 
 
 def add_runs(store: Store, count: int, *, seed: int = 7) -> list[dict]:
@@ -76,7 +77,7 @@ def test_filters_combine_with_namespaces_and_cursors(store: Store) -> None:
         FIELDS, ListParams(sort_by="created_at desc", page_size=9, filter=json.dumps({"predicates": [
             {"operation": 8, "key": "state", "stringValues": {"values": ["FAILED", "CANCELED"]}},
             {"operation": "GREATER_THAN_EQUALS", "key": "created_at", "timestamp_value": "2026-01-10T00:00:00Z"},
-        ]})), caller=ADMIN, namespace="team", extra=(Predicate("experiment_id", "EQUALS", "exp-3"),))
+        ]})), access=ADMIN, namespace="team", extra=(Predicate("experiment_id", "EQUALS", "exp-3"),))
     expected = sorted(
         (r for r in rows if r["namespace"] == "team" and r["state"] in ("FAILED", "CANCELED")
          and r["created_at"] >= datetime(2026, 1, 10, tzinfo=timezone.utc) and r["experiment_id"] == "exp-3"),
@@ -85,7 +86,7 @@ def test_filters_combine_with_namespaces_and_cursors(store: Store) -> None:
     assert first.total_size == len(expected) > 9
     # the next request carries only the token (plus its own experiment_id), as kfp.Client does
     token = listing.next_token(FIELDS, query, first, query.predicates[-1:])
-    following = listing.build_query(FIELDS, ListParams(page_token=token, page_size=100), caller=ADMIN,
+    following = listing.build_query(FIELDS, ListParams(page_token=token, page_size=100), access=ADMIN,
                                     namespace="team", extra=(Predicate("experiment_id", "EQUALS", "exp-3"),))
     second = catalog.list(following)
     assert [r.id for r in first.rows] + [r.id for r in second.rows] == [r["id"] for r in expected]
@@ -101,14 +102,14 @@ def test_listing_10000_runs_reads_no_specs_in_two_statements(store: Store) -> No
 
     newest_20 = ListParams(page_size=20, sort_by="created_at desc")
     queries = {
-        "newest 10": listing.build_query(FIELDS, ListParams(page_size=10, sort_by="created_at desc"), caller=ADMIN),
-        "newest 100": listing.build_query(FIELDS, ListParams(page_size=100, sort_by="created_at desc"), caller=ADMIN),
-        "one experiment": listing.build_query(FIELDS, newest_20, caller=ADMIN,
+        "newest 10": listing.build_query(FIELDS, ListParams(page_size=10, sort_by="created_at desc"), access=ADMIN),
+        "newest 100": listing.build_query(FIELDS, ListParams(page_size=100, sort_by="created_at desc"), access=ADMIN),
+        "one experiment": listing.build_query(FIELDS, newest_20, access=ADMIN,
                                               extra=(Predicate("experiment_id", "EQUALS", "exp-2"),)),
-        "one namespace": listing.build_query(FIELDS, newest_20, caller=ADMIN, namespace="team"),
+        "one namespace": listing.build_query(FIELDS, newest_20, access=ADMIN, namespace="team"),
         "failed": listing.build_query(FIELDS, ListParams(page_size=20, sort_by="created_at desc",
                                                          filter='{"predicates": [{"operation": 1, "key": "state", '
-                                                                '"stringValue": "FAILED"}]}'), caller=ADMIN),
+                                                                '"stringValue": "FAILED"}]}'), access=ADMIN),
     }
     event.listen(store.engine, "before_cursor_execute", record)
     try:

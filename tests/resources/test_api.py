@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 from widget_kind import API_VERSION, WIDGET
 
 from flowdeck.config import Settings
 from flowdeck.controlplane.app import ServerContext, create_app
-from flowdeck.controlplane.auth import Caller, caller
+from flowdeck.controlplane.auth import Access, scoped
 from flowdeck.pipelines.controller import RunController
 from flowdeck.pipelines.tasklogs import MISSING_HEADER, NOTES_HEADER
+from flowdeck.profiles.rbac import Principal
 from flowdeck.resources import Registry
 from flowdeck.resources.controller import create_controller
 from flowdeck.store import AttemptRow, Store, TaskRow
@@ -142,9 +144,14 @@ def test_describe_has_the_spec_summary_and_the_events(client: TestClient) -> Non
     assert described["events"] == []
 
 
+def as_alice(connection: HTTPConnection) -> Access:
+    """The `scoped` policy for a user who may edit in namespace alice and nowhere else."""
+    return Access(Principal("user:alice", roles={"alice": "edit"}), connection.scope["state"].setdefault("authz", []))
+
+
 def test_a_caller_only_sees_the_namespaces_it_may_use(client: TestClient) -> None:
     client.post(f"{API}/apply", json={"items": [widget("mine", "alice"), widget("theirs", "bob"), widget("shared")]})
-    client.app.dependency_overrides[caller] = lambda: Caller("alice", frozenset({"alice"}))
+    client.app.dependency_overrides[scoped] = as_alice
     assert client.get(f"{API}/namespaces/alice/widgets/mine").status_code == 200
     assert error(client.get(f"{API}/namespaces/bob/widgets/theirs"), 404) == "namespace 'bob' not found"
     assert error(client.get(f"{API}/namespaces/default/widgets"), 404) == "namespace 'default' not found"
@@ -204,8 +211,8 @@ def test_run_logs_errors_are_one_line_4xx(client: TestClient, sqlite_store: Stor
         "no task 'train' in run 3333cccc (tasks: echo)"
     assert error(client.get(f"{API}/runs/3333/logs", params={"task": "a\x00b"}), 400) == \
         "query parameter task: must not contain a NUL byte"
-    client.app.dependency_overrides[caller] = lambda: Caller("alice", frozenset({"alice"}))
-    assert error(client.get(f"{API}/runs/3333/logs"), 404) == "namespace 'team-a' not found"
+    client.app.dependency_overrides[scoped] = as_alice
+    assert error(client.get(f"{API}/runs/3333/logs"), 404) == "no run matches '3333'"  # existence not revealed
 
 
 def test_a_server_without_a_resource_controller_says_so(sqlite_store: Store, tmp_path: Path) -> None:

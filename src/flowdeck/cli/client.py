@@ -27,12 +27,13 @@ _USAGE_STATUSES = frozenset({400, 404, 409, 422})
 class ControlPlaneClient:
     """Calls the control plane's API; `request` returns the decoded JSON (or text) of a success."""
 
-    def __init__(self, settings: Settings | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, settings: Settings | None = None, timeout: float = 30.0, *, credentials: bool = True) -> None:
+        """`credentials=False`: send no token (`flowdeck login` signs in with a password instead)."""
         import httpx
 
         settings = settings or load_settings()
-        self.url = settings.control_plane_url
-        headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+        self.url, token = _url_and_token(settings)
+        headers = {"Authorization": f"Bearer {token}"} if token and credentials else {}
         self._http = httpx.Client(base_url=self.url, headers=headers,
                                   timeout=httpx.Timeout(timeout, connect=5.0))
 
@@ -88,6 +89,17 @@ class ControlPlaneClient:
             return response
         raise CLIError(_error_message(response, self.url),
                        USAGE if response.status_code in _USAGE_STATUSES else FAILURE)
+
+
+def _url_and_token(settings: Settings) -> tuple[str, str | None]:
+    """FLOWDECK_URL and FLOWDECK_TOKEN, else what `flowdeck login` stored (its token only for its own URL)."""
+    from flowdeck.cli.userconfig import load_config
+
+    config = load_config()
+    url = settings.url.rstrip("/") if settings.url else (config.url or settings.control_plane_url).rstrip("/")
+    if settings.token:
+        return url, settings.token
+    return url, config.token if config.url and config.url.rstrip("/") == url else None
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -29,6 +29,11 @@ COMMANDS: dict[str, str] = {
     "get": "flowdeck.cli.resources:get",
     "describe": "flowdeck.cli.resources:describe",
     "delete": "flowdeck.cli.resources:delete",
+    "login": "flowdeck.cli.login:login",
+    "logout": "flowdeck.cli.login:logout",
+    "users": "flowdeck.cli.users:users",
+    "tokens": "flowdeck.cli.tokens:tokens",
+    "profiles": "flowdeck.cli.profiles:profiles",
 }
 
 

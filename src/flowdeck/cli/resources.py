@@ -5,6 +5,9 @@ what a kind adds to the output (extra columns, which conditions end `--wait`) co
 server's `/kinds`. The YAML is parsed here, so a syntax error names its line without a round trip;
 everything else (unknown kinds, invalid fields) is the server's one-line answer, prefixed with the
 file name. A multi-document file is applied all or none.
+
+Without `-n`, commands use the namespace of the user's config (`flowdeck login`), else `default`.
+Cluster-scoped kinds (Profile; `clusterScoped` in `/kinds`) are addressed without a namespace.
 """
 
 from __future__ import annotations
@@ -29,13 +32,42 @@ POLL_SECONDS = 0.25
 DELETE_WAIT_SECONDS = 60.0
 
 
-def _namespace_option(help_text: str = "The resource's namespace (default: `default`).") -> Any:
+def _namespace_option(help_text: str = "The resource's namespace (default: your config's, else `default`).") -> Any:
     return click.option("-n", "--namespace", default=None, metavar="NAMESPACE", help=help_text)
 
 
-def object_path(namespace: str, kind: str, name: str | None = None) -> str:
-    path = f"{API}/namespaces/{quote(namespace, safe='')}/{quote(kind, safe='')}"
+def default_namespace(namespace: str | None) -> str:
+    """`-n`, else the namespace of the user's config, else `default`."""
+    from flowdeck.cli.userconfig import load_config
+
+    return namespace or load_config().namespace or "default"
+
+
+def object_path(namespace: str | None, kind: str, name: str | None = None) -> str:
+    """A resource's (or a list's) path; namespace None: a cluster-scoped kind."""
+    path = f"{API}/{quote(kind, safe='')}" if namespace is None else \
+        f"{API}/namespaces/{quote(namespace, safe='')}/{quote(kind, safe='')}"
     return path + (f"/{quote(name, safe='')}" if name else "")
+
+
+def kind_info(client: ControlPlaneClient, kind: str) -> dict[str, Any] | None:
+    """What the server's `/kinds` says of KIND (kind, plural or short name, any case), or None."""
+    wanted = kind.lower()
+    for known in client.request("GET", f"{API}/kinds")["kinds"]:
+        names = [known["kind"], known["plural"], *known.get("shortNames", [])]
+        if wanted in (name.lower() for name in names):
+            return known
+    return None
+
+
+def _address(client: ControlPlaneClient, kind: str, namespace: str | None) -> str | None:
+    """The namespace to address KIND in: None for a cluster-scoped kind (refusing an explicit `-n`)."""
+    info = kind_info(client, kind)
+    if info is not None and info.get("clusterScoped"):
+        if namespace:
+            raise CLIError(f"{info['plural']} are cluster-scoped: give no --namespace")
+        return None
+    return default_namespace(namespace)
 
 
 def _ref(resource: dict[str, Any]) -> str:
@@ -79,6 +111,8 @@ def apply(filename: str, namespace: str | None, wait: bool, timeout: float | Non
         documents = read_documents(text, source)
     except ResourceError as exc:
         raise CLIError(exc.message) from None
+    if namespace is None:
+        documents = [_in_namespace(document, default_namespace(None)) for document in documents]
     with ControlPlaneClient() as client:
         try:
             answer = client.request("POST", f"{API}/apply", json={"items": documents},
@@ -95,6 +129,14 @@ def apply(filename: str, namespace: str | None, wait: bool, timeout: float | Non
     return 0
 
 
+def _in_namespace(document: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The document in `namespace` unless it names one (the server ignores it for cluster-scoped kinds)."""
+    metadata = document.get("metadata")
+    if namespace == "default" or not isinstance(metadata, dict) or metadata.get("namespace") is not None:
+        return document
+    return {**document, "metadata": {**metadata, "namespace": namespace}}
+
+
 def _wait(client: ControlPlaneClient, resources: list[dict[str, Any]], timeout: float | None) -> int:
     """Poll until every resource reaches an outcome; report each, exit 0 only if none failed."""
     kinds = {k["kind"]: k for k in client.request("GET", f"{API}/kinds")["kinds"]}
@@ -105,7 +147,7 @@ def _wait(client: ControlPlaneClient, resources: list[dict[str, Any]], timeout: 
     while pending:
         for ref, resource in list(pending.items()):
             meta = resource["metadata"]
-            path = object_path(meta.get("namespace", "default"), resource["kind"], meta["name"])
+            path = object_path(meta.get("namespace"), resource["kind"], meta["name"])
             current = client.request("GET", path, missing_ok=True)
             if current is None:
                 click.echo(f"{ref} Deleted: it was deleted while waiting")
@@ -190,12 +232,16 @@ def get(kind: str, name: str | None, namespace: str | None, all_namespaces: bool
     if all_namespaces and (name or namespace):
         raise CLIError("--all-namespaces lists every resource of a kind: give no NAME and no --namespace")
     with ControlPlaneClient() as client:
+        info = kind_info(client, kind)
+        cluster_scoped = bool(info and info.get("clusterScoped"))
+        if cluster_scoped and namespace:
+            raise CLIError(f"{info['plural']} are cluster-scoped: give no --namespace")  # type: ignore[index]
+        namespace = None if all_namespaces or cluster_scoped else default_namespace(namespace)
         if name:
-            document = client.request("GET", object_path(namespace or "default", kind, name))
+            document = client.request("GET", object_path(namespace, kind, name))
             items = [document]
         else:
-            path = f"{API}/{quote(kind, safe='')}" if all_namespaces else object_path(namespace or "default", kind)
-            document = client.request("GET", path)
+            document = client.request("GET", object_path(namespace, kind))
             items = document["items"]
         if output == "json":
             click.echo(json.dumps(document, indent=2))
@@ -206,19 +252,11 @@ def get(kind: str, name: str | None, namespace: str | None, all_namespaces: bool
             click.echo(yaml.safe_dump(document, sort_keys=False, default_flow_style=False).rstrip("\n"))
             return 0
         if not items:
-            where = "any namespace" if all_namespaces else f"namespace {namespace or 'default'}"
-            click.echo(f"No {kind} found in {where}.", err=True)
+            where = "" if cluster_scoped else " in any namespace" if all_namespaces else f" in namespace {namespace}"
+            click.echo(f"No {kind} found{where}.", err=True)
             return 0
-        columns = _columns(client, items[0]["kind"])
-    _table(items, columns, all_namespaces)
+    _table(items, (info or {}).get("columns") or [], all_namespaces and not cluster_scoped)
     return 0
-
-
-def _columns(client: ControlPlaneClient, kind: str) -> list[dict[str, str]]:
-    for known in client.request("GET", f"{API}/kinds")["kinds"]:
-        if known["kind"] == kind:
-            return known.get("columns") or []
-    return []
 
 
 def _table(items: list[dict[str, Any]], columns: list[dict[str, str]], with_namespace: bool) -> None:
@@ -283,13 +321,13 @@ def describe(kind: str, name: str, namespace: str | None) -> int:
     from flowdeck.cli import render
 
     with ControlPlaneClient() as client:
-        answer = client.request("GET", object_path(namespace or "default", kind, name) + "/describe")
+        answer = client.request("GET", object_path(_address(client, kind, namespace), kind, name) + "/describe")
     resource, console = answer["object"], render.stdout()
     meta, status = resource["metadata"], resource.get("status") or {}
     observed = status.get("observedGeneration")
     created = meta.get("creationTimestamp")
     fields = [
-        ("Name", meta["name"]), ("Namespace", meta.get("namespace", "")),
+        ("Name", meta["name"]), ("Namespace", meta.get("namespace", "(cluster-scoped)")),
         ("Kind", f"{resource['kind']} ({resource['apiVersion']})"), ("UID", meta.get("uid", "")),
         ("Created", f"{render.format_time(parse_time(created))} ({age(created)} ago)"),
         ("Generation", f"{meta.get('generation')}" + (f" (observed: {observed})" if observed is not None else "")),
@@ -352,8 +390,8 @@ def delete(kind: str, names: tuple[str, ...], namespace: str | None, wait: bool)
     Example:
       flowdeck delete pipelinerun nightly
     """
-    namespace = namespace or "default"
     with ControlPlaneClient() as client:
+        namespace = _address(client, kind, namespace)
         deleted = [client.request("DELETE", object_path(namespace, kind, name)) for name in names]
         if wait:
             deadline = time.monotonic() + DELETE_WAIT_SECONDS

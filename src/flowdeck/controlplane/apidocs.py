@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
+from flowdeck.controlplane.auth import Public
 from flowdeck.controlplane.rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -139,9 +140,15 @@ def markdown(schema: dict[str, Any]) -> str:
 
 
 @router.get("/docs", response_class=HTMLResponse)
-def reference_page(request: Request) -> HTMLResponse:
+def reference_page(request: Request, _access: Public) -> HTMLResponse:
     schema = request.app.openapi()
     return render("api.html", info=schema.get("info") or {}, endpoints=endpoints(schema), models=models(schema))
+
+
+@router.get("/openapi.json")
+def openapi_schema(request: Request, _access: Public) -> JSONResponse:
+    """The OpenAPI schema (public, like the page above: it describes the API, not anyone's data)."""
+    return JSONResponse(request.app.openapi())
 
 
 def main(argv: list[str]) -> None:

@@ -11,6 +11,7 @@ import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Protocol
 
 import anyio.to_thread
@@ -21,12 +22,18 @@ from flowdeck.config import Settings
 from flowdeck.controlplane.auth import RequestGuard
 from flowdeck.controlplane.errors import install_error_handlers
 from flowdeck.pipelines.controller import RunController
+from flowdeck.profiles.tokens import install_log_redaction
 from flowdeck.store import Store
+from flowdeck.store.identity import IdentityStore
 
 #: Routers of the control plane, as (module, attribute); each module owns one API surface.
 ROUTERS: tuple[tuple[str, str], ...] = (
     ("flowdeck.controlplane.kfp", "router"),
+    # before the resource API, whose /apis/flowdeck/v1/{kind} would otherwise take "users" and "tokens"
+    ("flowdeck.controlplane.identity", "router"),
+    ("flowdeck.controlplane.login", "router"),
     ("flowdeck.controlplane.resources", "router"),
+    ("flowdeck.controlplane.kfam", "router"),
     ("flowdeck.controlplane.pages", "router"),
     ("flowdeck.controlplane.apidocs", "router"),
 )
@@ -59,6 +66,11 @@ class ServerContext:
     schedules: Schedules | None = None
     #: Started in order after the run controller, stopped in reverse order before it.
     services: list[Service] = field(default_factory=list)
+
+    @cached_property
+    def identity(self) -> IdentityStore:
+        """Users, API tokens and logins (one per server: it caches whether any user exists)."""
+        return IdentityStore(self.store.engine)
 
     def start(self) -> None:
         self.runs.start()
@@ -99,10 +111,12 @@ def create_app(ctx: ServerContext) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # Swagger UI loads its scripts from a CDN: /docs is our own page (apidocs.py)
         redoc_url=None,
+        openapi_url=None,  # served by apidocs.py, like every route with a declared authorization policy
     )
     app.state.context = ctx
+    install_log_redaction()  # no API token reaches a log line, whoever logs it (uvicorn's access log too)
     install_error_handlers(app)
-    app.add_middleware(RequestGuard, token=ctx.settings.token, bind_host=ctx.bind_host)
+    app.add_middleware(RequestGuard, context=ctx)
     for module_name, attribute in ROUTERS:
         app.include_router(getattr(importlib.import_module(module_name), attribute))
     return app

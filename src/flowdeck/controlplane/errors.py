@@ -18,6 +18,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flowdeck.profiles.tokens import redact
+
 logger = logging.getLogger("flowdeck.controlplane")
 
 #: HTTP status -> gRPC status code, as grpc-gateway maps them.
@@ -79,6 +81,7 @@ def error_message(exc: BaseException) -> str:
 
 def error_body(status: int, message: str) -> dict[str, Any]:
     code = GRPC_CODES.get(status, 2)
+    message = redact(message)  # an error that repeats what was sent (an id, a name) never repeats an API token
     return {
         "error": message,
         "code": code,

@@ -9,10 +9,21 @@
     DELETE /apis/flowdeck/v1/namespaces/{ns}/{kind}/{name}
     GET    /apis/flowdeck/v1/namespaces/{ns}/{kind}/{name}/log      text/plain
     GET    /apis/flowdeck/v1/namespaces/{ns}/{kind}/{name}/describe {object, details, events}
+    GET    /apis/flowdeck/v1/{kind}/{name}                          a cluster-scoped resource (Profile)
+    PUT    /apis/flowdeck/v1/{kind}/{name}
+    DELETE /apis/flowdeck/v1/{kind}/{name}
+    GET    /apis/flowdeck/v1/{kind}/{name}/log
+    GET    /apis/flowdeck/v1/{kind}/{name}/describe
     GET    /apis/flowdeck/v1/runs/{run_id}/logs?task=TASK           text/plain, as `flowdeck logs RUN [TASK]`
 
 `{kind}` may be the kind, its plural or a short name, in any case (`PipelineRun`, `pipelineruns`,
-`pr`). Handlers only translate: the work is `flowdeck.resources.service.ResourceService`'s, reached
+`pr`).
+
+Namespaced resources need `read` in their namespace to be seen and `write` to be changed. A
+cluster-scoped kind that governs a namespace (a Profile governs the namespace it names) is seen by
+that namespace's readers and changed or deleted by its owners (`own`); creating one, and anything
+on other cluster-scoped kinds, takes a cluster admin. What a caller may not see answers 404, like a
+missing resource. Handlers only translate: the work is `flowdeck.resources.service.ResourceService`'s, reached
 through the resource controller the server runs, and `flowdeck.pipelines.tasklogs`'. Their
 exceptions become error responses in one place, `ResourceRoute`.
 """
@@ -28,10 +39,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from flowdeck.controlplane.app import Ctx
-from flowdeck.controlplane.auth import Caller, CallerDep
+from flowdeck.controlplane.auth import Access, Authenticated, Scoped
 from flowdeck.controlplane.errors import ApiError, DomainErrorRoute
 from flowdeck.pipelines.tasklogs import MISSING_HEADER, NOTES_HEADER, TaskNotFound, find_logs
 from flowdeck.resources.controller import ResourceController
+from flowdeck.resources.kinds import Kind
 from flowdeck.resources.model import DEFAULT_NAMESPACE, store_namespace
 from flowdeck.resources.registry import UnknownKind
 from flowdeck.resources.service import (
@@ -54,6 +66,7 @@ class ResourceRoute(DomainErrorRoute):
 router = APIRouter(prefix="/apis/flowdeck/v1", tags=["resources"], route_class=ResourceRoute)
 
 _OBJECT = "/namespaces/{namespace}/{kind}/{name}"
+_CLUSTER_OBJECT = "/{kind}/{name}"
 
 
 def resource_service(ctx: Ctx) -> ResourceService:
@@ -64,23 +77,29 @@ def resource_service(ctx: Ctx) -> ResourceService:
     raise ApiError(503, "this control plane runs no resource controller")
 
 
-def checked_namespace(namespace: Annotated[str, Path(description="`default`, or another namespace.")],
-                      who: CallerDep) -> str:
-    """The namespace a request names, valid and one the caller may use."""
+def _namespace(namespace: str, access: Access, scope: str) -> str:
+    """A namespace a request names, valid and one where the caller holds `scope` (the API's spelling)."""
     checked = resolve_namespace(namespace)
-    _allow(who, checked)
+    access.require(scope, store_namespace(checked))
     return checked
 
 
-def _allow(who: Caller, namespace: str) -> None:
-    """`Caller.check` on the namespace as every API names it (the store's: "" for `default`)."""
-    if not who.can_access(store_namespace(namespace)):
-        raise ApiError(404, f"namespace {namespace!r} not found")
+def readable_namespace(namespace: Annotated[str, Path(description="`default`, or another namespace.")],
+                       access: Scoped) -> str:
+    """The path's namespace, where the caller may read."""
+    return _namespace(namespace, access, "read")
+
+
+def writable_namespace(namespace: Annotated[str, Path(description="`default`, or another namespace.")],
+                       access: Scoped) -> str:
+    """The path's namespace, where the caller may write (a 404 if they cannot even read there)."""
+    return _namespace(namespace, access, "write")
 
 
 Service = Annotated[ResourceService, Depends(resource_service)]
-#: The path's `{namespace}`, checked (see `checked_namespace`).
-Namespace = Annotated[str, Depends(checked_namespace)]
+#: The path's `{namespace}`, checked for reading or for writing.
+ReadNamespace = Annotated[str, Depends(readable_namespace)]
+WriteNamespace = Annotated[str, Depends(writable_namespace)]
 
 
 class ApplyRequest(BaseModel):
@@ -89,68 +108,189 @@ class ApplyRequest(BaseModel):
 
 
 @router.get("/kinds", summary="The kinds of resources this server knows")
-def list_kinds(service: Service) -> dict[str, Any]:
+def list_kinds(service: Service, _access: Authenticated) -> dict[str, Any]:
     return {"kinds": service.kinds()}
 
 
 @router.post("/apply", summary="Create or update resources, all or none")
-def apply_resources(request: ApplyRequest, service: Service, who: CallerDep,
+def apply_resources(request: ApplyRequest, service: Service, access: Scoped,
                     namespace: Annotated[str | None, Query()] = None) -> dict[str, Any]:
     if namespace is not None:
-        checked_namespace(namespace, who)
+        _namespace(namespace, access, "write")
     for document in request.items:
         metadata = document.get("metadata") if isinstance(document, dict) else None
+        kind_name = document.get("kind") if isinstance(document, dict) else None
+        kind = service.registry.find(kind_name) if isinstance(kind_name, str) else None
+        if kind is not None and kind.cluster_scoped:
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            if not isinstance(name, str):
+                raise ResourceError("metadata.name: required")
+            may_change_cluster_object(access, service, kind, name)
+            continue
         named = metadata.get("namespace") if isinstance(metadata, dict) else None
-        _allow(who, named if isinstance(named, str) and named else namespace or DEFAULT_NAMESPACE)
+        target = named if isinstance(named, str) and named else namespace or DEFAULT_NAMESPACE
+        access.require("write", store_namespace(target))
     applied = service.apply(request.items, namespace)
     return {"items": [{"result": result, "object": resource.to_json()} for result, resource in applied]}
 
 
-@router.get("/{kind}", summary="Resources of a kind in every namespace the caller may use")
-def list_all(kind: str, service: Service, who: CallerDep) -> dict[str, Any]:
-    items = [r.to_json() for r in service.list(kind, None) if who.can_access(store_namespace(r.metadata.namespace))]
+@router.get("/{kind}", summary="Resources of a kind in every namespace the caller may use (or cluster-scoped ones)")
+def list_all(kind: str, service: Service, access: Scoped) -> dict[str, Any]:
+    found = service.kind(kind)
+    visible = access.visible("read")
+    if found.cluster_scoped:
+        items = [r.to_json() for r in service.list(kind, None) if _sees(access, found, r.metadata.name, visible)]
+    else:
+        items = [r.to_json() for r in service.list(kind, None)
+                 if visible is None or store_namespace(r.metadata.namespace or "") in visible]
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
 @router.get("/namespaces/{namespace}/{kind}", summary="Resources of a kind in a namespace")
-def list_resources(namespace: Namespace, kind: str, service: Service) -> dict[str, Any]:
+def list_resources(namespace: ReadNamespace, kind: str, service: Service) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": [r.to_json() for r in service.list(kind, namespace)]}
 
 
 @router.get(_OBJECT, summary="One resource with its status")
-def get_resource(namespace: Namespace, kind: str, name: str, service: Service) -> dict[str, Any]:
+def get_resource(namespace: ReadNamespace, kind: str, name: str, service: Service) -> dict[str, Any]:
     return service.get(kind, namespace, name).to_json()
 
 
 @router.put(_OBJECT, summary="Create or update one resource")
-def put_resource(namespace: Namespace, kind: str, name: str, document: Annotated[dict[str, Any], Body()],
+def put_resource(namespace: WriteNamespace, kind: str, name: str, document: Annotated[dict[str, Any], Body()],
                  service: Service) -> JSONResponse:
-    wanted = service.kind(kind)
+    [(result, resource)] = service.apply([_named_document(service.kind(kind), name, document)], namespace)
+    return JSONResponse(resource.to_json(), status_code=201 if result == "created" else 200)
+
+
+def _named_document(wanted: Kind, name: str, document: dict[str, Any]) -> dict[str, Any]:
+    """The document with the URL's kind and name, refused when it names others."""
     metadata = document.get("metadata")
     if document.get("kind") not in (None, wanted.kind):
         raise ResourceError(f"kind: {document.get('kind')!r} differs from the kind in the URL ({wanted.kind})")
     if isinstance(metadata, dict) and metadata.get("name") not in (None, name):
         raise ResourceError(f"metadata.name: {metadata.get('name')!r} differs from the name in the URL ({name})")
     metadata = {**metadata, "name": name} if isinstance(metadata, dict) else {"name": name}
-    [(result, resource)] = service.apply([{**document, "kind": wanted.kind, "metadata": metadata}], namespace)
-    return JSONResponse(resource.to_json(), status_code=201 if result == "created" else 200)
+    return {**document, "kind": wanted.kind, "metadata": metadata}
 
 
 @router.delete(_OBJECT, summary="Delete a resource (its controller releases what it holds first)")
-def delete_resource(namespace: Namespace, kind: str, name: str, service: Service) -> dict[str, Any]:
+def delete_resource(namespace: WriteNamespace, kind: str, name: str, service: Service) -> dict[str, Any]:
     return service.delete(kind, namespace, name).to_json()
 
 
 @router.get(_OBJECT + "/log", summary="The resource's logs, as text", response_class=StreamingResponse)
-def resource_logs(namespace: Namespace, kind: str, name: str, service: Service) -> StreamingResponse:
+def resource_logs(namespace: ReadNamespace, kind: str, name: str, service: Service) -> StreamingResponse:
     chunks: Iterator[str] = iter(service.logs(kind, namespace, name))
     first = next(chunks, "")  # a hook that fails, fails here: before the response starts
     return StreamingResponse(chain([first], chunks), media_type="text/plain; charset=utf-8")
 
 
 @router.get(_OBJECT + "/describe", summary="The resource, a summary of it, and its events")
-def describe_resource(namespace: Namespace, kind: str, name: str, service: Service) -> dict[str, Any]:
+def describe_resource(namespace: ReadNamespace, kind: str, name: str, service: Service) -> dict[str, Any]:
     return service.describe(kind, namespace, name)
+
+
+# -- cluster-scoped resources -----------------------------------------------------------------------
+def _sees(access: Access, kind: Kind, name: str, visible: frozenset[str] | None) -> bool:
+    """Whether the caller sees the cluster-scoped object `name` (with `visible`: where they may read)."""
+    if visible is None:
+        return True
+    return kind.governs_namespace and store_namespace(name) in visible
+
+
+def _cluster_kind(service: ResourceService, kind: str) -> Kind:
+    found = service.kind(kind)
+    if not found.cluster_scoped:
+        raise ResourceError(f"{found.plural} live in a namespace: address them as "
+                            f"/apis/flowdeck/v1/namespaces/NAMESPACE/{found.plural}/NAME")
+    return found
+
+
+def _not_found(kind: Kind, name: str) -> NotFound:
+    return NotFound(f"{kind.kind.lower()}/{name} not found")
+
+
+def may_read_cluster_object(access: Access, kind: Kind, name: str) -> None:
+    """Allow reading a cluster-scoped object, or answer 404 as if it did not exist."""
+    if kind.governs_namespace:
+        access.require("read", store_namespace(name), lambda: _not_found(kind, name))
+    elif access.visible("read") is None:
+        access.record(f"read {kind.kind}/{name}")
+    else:
+        raise _not_found(kind, name)
+
+
+def may_change_cluster_object(access: Access, service: ResourceService, kind: Kind, name: str,
+                              *, deleting: bool = False) -> None:
+    """Allow changing (or deleting) a cluster-scoped object: its namespace's owners may change or delete one that
+    exists, cluster admins anything. Creating takes a cluster admin; deleting what the caller cannot see is a 404."""
+    namespace = store_namespace(name)
+    exists = service.find(kind.kind, None, name) is not None
+    readable = exists and kind.governs_namespace and access.can("read", namespace)
+    if readable and access.can("own", namespace):
+        access.record(f"own:{namespace}")
+        return
+    if _cluster_admin(access):
+        access.record("cluster-admin")
+        return
+    access.record(f"denied {kind.kind}/{name}")
+    if readable:
+        raise ApiError(403, f"{_caller(access)} may not change or delete {kind.kind.lower()}/{name}: it takes an "
+                            f"owner of namespace {name!r} or a cluster admin")
+    if deleting:
+        raise _not_found(kind, name)
+    raise ApiError(403, f"{_caller(access)} may not create {kind.plural}: only a cluster admin may")
+
+
+def _cluster_admin(access: Access) -> bool:
+    """A cluster admin whose credentials are limited to no profile and to no scope short of `own`."""
+    principal = access.principal
+    return (principal.cluster_admin and principal.token_profile is None
+            and (principal.token_scopes is None or "own" in principal.token_scopes))
+
+
+def _caller(access: Access) -> str:
+    kind, _, name = access.principal.name.partition(":")
+    return f"{kind} {name!r}" if name else access.principal.name
+
+
+@router.get(_CLUSTER_OBJECT, summary="One cluster-scoped resource (a Profile) with its status")
+def get_cluster_resource(kind: str, name: str, service: Service, access: Scoped) -> dict[str, Any]:
+    found = _cluster_kind(service, kind)
+    may_read_cluster_object(access, found, name)
+    return service.get(kind, None, name).to_json()
+
+
+@router.put(_CLUSTER_OBJECT, summary="Create or update one cluster-scoped resource")
+def put_cluster_resource(kind: str, name: str, document: Annotated[dict[str, Any], Body()], service: Service,
+                         access: Scoped) -> JSONResponse:
+    found = _cluster_kind(service, kind)
+    may_change_cluster_object(access, service, found, name)
+    [(result, resource)] = service.apply([_named_document(found, name, document)])
+    return JSONResponse(resource.to_json(), status_code=201 if result == "created" else 200)
+
+
+@router.delete(_CLUSTER_OBJECT, summary="Delete a cluster-scoped resource")
+def delete_cluster_resource(kind: str, name: str, service: Service, access: Scoped) -> dict[str, Any]:
+    found = _cluster_kind(service, kind)
+    may_change_cluster_object(access, service, found, name, deleting=True)
+    return service.delete(kind, None, name).to_json()
+
+
+@router.get(_CLUSTER_OBJECT + "/log", summary="A cluster-scoped resource's logs, as text",
+            response_class=StreamingResponse)
+def cluster_resource_logs(kind: str, name: str, service: Service, access: Scoped) -> StreamingResponse:
+    may_read_cluster_object(access, _cluster_kind(service, kind), name)
+    chunks: Iterator[str] = iter(service.logs(kind, None, name))
+    first = next(chunks, "")
+    return StreamingResponse(chain([first], chunks), media_type="text/plain; charset=utf-8")
+
+
+@router.get(_CLUSTER_OBJECT + "/describe", summary="A cluster-scoped resource, a summary of it, and its events")
+def describe_cluster_resource(kind: str, name: str, service: Service, access: Scoped) -> dict[str, Any]:
+    may_read_cluster_object(access, _cluster_kind(service, kind), name)
+    return service.describe(kind, None, name)
 
 
 _LOG_HEADERS = {
@@ -166,7 +306,7 @@ _LOG_HEADERS = {
             response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "headers": _LOG_HEADERS}})
 def run_logs(run_id: Annotated[str, Path(description="A run id, or a unique prefix of one.")], ctx: Ctx,
-             who: CallerDep,
+             access: Scoped,
              task: Annotated[str | None, Query(description="A task's path, or a name matching every loop "
                                                            "iteration of it; every task when omitted.")] = None
              ) -> StreamingResponse:
@@ -177,7 +317,12 @@ def run_logs(run_id: Annotated[str, Path(description="A run id, or a unique pref
     holds a JSON list of notes (tasks without logs and why), `Flowdeck-Logs-Missing` how many logs asked
     for cannot be shown.
     """
-    row = ctx.store.get_run(run_id)
-    who.check(row.namespace)
+    try:
+        row = ctx.store.get_run(run_id)
+    except RunNotFound:
+        if access.visible("read") is not None:  # "several runs match" might name runs of other profiles
+            raise RunNotFound(f"no run matches {run_id!r}") from None
+        raise
+    access.require("read", row.namespace, lambda: RunNotFound(f"no run matches {run_id!r}"))
     found = find_logs(ctx.store, row, task)
     return StreamingResponse(found.chunks(), media_type="text/plain; charset=utf-8", headers=found.headers())

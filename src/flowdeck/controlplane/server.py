@@ -9,7 +9,6 @@ running runs so that the next start resumes them.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import signal
 import socket
 import sys
@@ -19,6 +18,7 @@ import uvicorn
 
 from flowdeck.config import Settings
 from flowdeck.controlplane.app import ServerContext, Service, create_app
+from flowdeck.controlplane.auth import AccessMode, is_loopback
 from flowdeck.pipelines.controller import RunController
 from flowdeck.pipelines.schedules import ScheduleRunner
 from flowdeck.resources.controller import create_controller
@@ -48,15 +48,6 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Server(uvicorn.Server):
@@ -89,16 +80,22 @@ def serve(settings: Settings, host: str, port: int, announce: Callable[[str], No
         store.close()
         raise ServeError(f"{exc}; stop it first, or give this one its own FLOWDECK_HOME") from None
     ctx = ServerContext(settings=settings, store=store, runs=RunController(store, settings), bind_host=host)
+    if not is_loopback(host) and not _sign_in_configured(ctx):
+        sock.close()
+        lock.release()
+        store.close()
+        raise ServeError(f"refusing to serve on {host} with nobody able to sign in: create a cluster-admin user "
+                         "(`flowdeck users create NAME --cluster-admin`), or configure OIDC or trusted proxies "
+                         "(or bind 127.0.0.1)")
     ctx.runs.api_url = url
+    mode = AccessMode(ctx)
+    ctx.runs.requires_credentials = lambda: mode.multi_user  # then each run gets its own token
     ctx.services.extend(_services(ctx))
     app = create_app(ctx)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10,
                             server_header=False)
 
     def ready() -> None:
-        if not is_loopback(host) and not settings.token:
-            announce(f"warning: serving on {host} without a token: anyone who can reach this port can use "
-                     "the API (set one with --token or FLOWDECK_TOKEN)")
         announce(f"flowdeck is up at {url}  (KFP API: {url}/apis/v2beta1, API docs: {url}/docs; "
                  "Ctrl-C stops it)")
         sys.stdout.flush()
@@ -114,6 +111,14 @@ def serve(settings: Settings, host: str, port: int, announce: Callable[[str], No
         sock.close()
         lock.release()
         store.close()
+
+
+def _sign_in_configured(ctx: ServerContext) -> bool:
+    """Whether someone can sign in as an admin: the legacy token, OIDC, a trusted proxy, or a cluster-admin user."""
+    settings = ctx.settings
+    if settings.token or settings.oidc_issuer or settings.trusted_proxies:
+        return True
+    return any(user.is_cluster_admin and not user.disabled for user in ctx.identity.list_users())
 
 
 def _ignore(_signum: int, _frame: object) -> None:

@@ -4,7 +4,9 @@ Runs created over the API are recorded PENDING with origin "server" and executed
 as `flowdeck run`, each on a worker thread, at most `max_concurrent_runs` at once; the others wait
 in PENDING. The controller also terminates and retries runs, and when the control plane starts it
 resumes the runs that a previous server left unfinished (killed, crashed or stopped): tasks that had
-succeeded keep their results and never run again; the others run anew.
+succeeded keep their results and never run again; the others run anew. When the control plane
+requires credentials, each execution of a run gets its own API token (`profiles.workload`), revoked
+when the execution stops.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
@@ -26,10 +29,12 @@ from flowdeck.pipelines.engine import Engine, RunSuspended
 from flowdeck.pipelines.executors import EXECUTOR_MODULE
 from flowdeck.pipelines.model import PreviousTask
 from flowdeck.pipelines.spec import from_documents, load_pipeline, spec_document
+from flowdeck.profiles.workload import RunCredential, WorkloadTokens
 from flowdeck.runtime import LocalRuntime
 from flowdeck.runtime.quotas import QuotaGate
 from flowdeck.store import ResourceRow, RunNotFound, Store
 from flowdeck.store.catalog import Experiments
+from flowdeck.store.identity import IdentityStore
 from flowdeck.store.ownership import instance_alive
 from flowdeck.store.store import TERMINAL_RUN_STATES
 
@@ -64,6 +69,10 @@ class RunController:
         self._stopping = False
         #: The control plane's URL, given to tasks (KF_PIPELINES_ENDPOINT) so their code can call the API.
         self.api_url: str | None = None
+        #: Whether the control plane requires credentials (then every run gets a token); None: it never does.
+        self.requires_credentials: Callable[[], bool] | None = None
+        self.workload = WorkloadTokens(IdentityStore(store.engine), settings.home)
+        self._credentials: dict[str, RunCredential] = {}
         #: Every run's workloads pass their profile's quota (shared with other capabilities' workloads).
         self.quota = QuotaGate(lambda namespace: profile_quota(store, namespace))
 
@@ -75,6 +84,7 @@ class RunController:
         self.runtime.warm_up()
         self._pool = ThreadPoolExecutor(max_workers=self.settings.max_concurrent_runs, thread_name_prefix="run")
         self.store.fail_orphaned_runs()  # embedded runs whose `flowdeck run` process died
+        self.workload.revoke_all()  # tokens of runs a previous control plane left executing
         for run_id in self.store.claim_orphaned_runs():
             logger.warning("resuming run %s, left unfinished by a previous control plane", run_id)
             self._submit(run_id, resume=True)
@@ -172,6 +182,15 @@ class RunController:
 
     def _execute(self, run_id: str, resume: bool) -> None:
         try:
+            self._drive(run_id, resume)
+        finally:  # the run stopped executing (ended, suspended, or never started): its token ends too
+            with self._lock:
+                credential = self._credentials.pop(run_id, None)
+            if credential is not None:
+                self.workload.revoke(credential)
+
+    def _drive(self, run_id: str, resume: bool) -> None:
+        try:
             engine = self._prepare(run_id, resume)
         except Exception as exc:  # the run cannot start (its pipeline or arguments no longer load)
             with self._lock:
@@ -190,11 +209,20 @@ class RunController:
             with self._lock:
                 self._engines.pop(run_id, None)
 
-    def _task_env(self) -> dict[str, str]:
-        """What a run's tasks need to call the control plane (kfp.Client() finds it by itself)."""
+    def _task_env(self, run_id: str, namespace: str) -> dict[str, str]:
+        """What a run's tasks need to call the control plane (kfp.Client() finds it by itself).
+
+        When the control plane requires credentials, that includes the path of the run's token file.
+        """
         if not self.api_url:
             return {}
-        return {"KF_PIPELINES_ENDPOINT": self.api_url, "FLOWDECK_URL": self.api_url}
+        env = {"KF_PIPELINES_ENDPOINT": self.api_url, "FLOWDECK_URL": self.api_url}
+        if self.requires_credentials is not None and self.requires_credentials():
+            credential = self.workload.issue(run_id, namespace)
+            with self._lock:
+                self._credentials[run_id] = credential
+            env.update(credential.env())
+        return env
 
     def _prepare(self, run_id: str, resume: bool) -> Engine | None:
         """The engine for a queued run, registered as executing; None when it must not run any more."""
@@ -212,7 +240,7 @@ class RunController:
         previous = _previous_tasks(self.store, run_id) if resume else None
         engine = new_engine(run, pipeline, parameters, artifacts, store=self.store, runtime=self.runtime,
                             settings=self.settings, previous=previous, quota=self.quota,
-                            extra_env=self._task_env())
+                            extra_env=self._task_env(run.id, run.namespace))
         with self._lock:
             if run_id not in self._queued or self._stopping:  # terminated while queued, or shutting down
                 self._queued.discard(run_id)

@@ -152,7 +152,7 @@ class ResourceController:
             logger.warning("resource %s/%s has kind %s, which is not installed; leaving it alone",
                            row.namespace or "default", row.name, row.kind)
             return None
-        resource = to_resource(row)
+        resource = to_resource(row, kind.cluster_scoped)
         context = self.service.context
         if row.deletion_requested_at is not None:
             if kind.finalize is not None:

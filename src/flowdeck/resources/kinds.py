@@ -1,9 +1,9 @@
 """`Kind`: what a capability package declares to add a resource kind to flowdeck.
 
-A kind is data plus a few hooks: its names (kind, plural, short names, accepted apiVersions), a pydantic
-model that validates `spec`, the controller's `reconcile` (and `finalize` on delete), and optional
-`logs` and `describe` hooks. Capability packages publish their kinds as `flowdeck.kinds` entry points
-(see `registry`); nothing in the core lists kinds.
+A kind is data plus a few hooks: its names (kind, plural, short names, accepted apiVersions), whether it
+is namespaced or cluster-scoped, a pydantic model that validates `spec`, the controller's `reconcile`
+(and `finalize` on delete), and optional `logs`, `describe` and `deletable` hooks. Capability packages
+publish their kinds as `flowdeck.kinds` entry points (see `registry`); nothing in the core lists kinds.
 
 Hooks receive a `KindContext`: the store, the settings, the control plane's run controller, and a way
 to record events that `flowdeck describe` shows.
@@ -59,6 +59,8 @@ Finalize = Callable[[KindContext, Resource], None]
 Logs = Callable[[KindContext, Resource], Iterable[str]]
 #: Extra lines for `flowdeck describe`, as (label, value): a summary of the spec and of what it runs.
 Describe = Callable[[KindContext, Resource], "list[tuple[str, str]]"]
+#: Why the resource may not be deleted now (the delete is refused with that message), or None.
+Deletable = Callable[[KindContext, Resource], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,21 @@ class Kind:
     outcomes: Mapping[str, Outcome] = field(default_factory=lambda: DEFAULT_OUTCOMES)
     #: Extra columns of `flowdeck get`: (header, dotted path into the resource, e.g. "status.runId").
     columns: tuple[tuple[str, str], ...] = ()
+    #: Cluster-scoped kinds belong to no namespace: the store keeps them in namespace "", the API
+    #: addresses them as /apis/flowdeck/v1/{plural}/{name}, and a namespace in their YAML is ignored.
+    cluster_scoped: bool = False
+    #: Cluster-scoped kinds whose objects are named after the namespace they govern (Profile): the
+    #: namespace's readers see the object, its owners change or delete it, and only cluster admins
+    #: create one. Objects of other cluster-scoped kinds are for cluster admins alone.
+    governs_namespace: bool = False
+    #: Refuses a delete while the resource is still in use (e.g. a Profile with unfinished runs).
+    deletable: Deletable | None = None
 
     def __post_init__(self) -> None:
         if not self.api_versions:
             raise ValueError(f"kind {self.kind}: give at least one apiVersion")
+        if self.governs_namespace and not self.cluster_scoped:
+            raise ValueError(f"kind {self.kind}: only a cluster-scoped kind can govern a namespace")
 
     @property
     def api_version(self) -> str:
@@ -108,4 +121,5 @@ class Kind:
             "outcomes": dict(self.outcomes),
             "columns": [{"name": name, "path": path} for name, path in self.columns],
             "hasLogs": self.logs is not None,
+            "clusterScoped": self.cluster_scoped,
         }

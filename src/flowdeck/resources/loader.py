@@ -1,7 +1,8 @@
 """From YAML (or JSON) text to validated resources, with every mistake as one line naming the field.
 
 `read_documents` parses a (multi-document) file; `parse_resource` checks one document against the
-registry: the kind and apiVersion, the metadata, and the spec with the kind's own model. Errors read
+registry: the kind and apiVersion, the metadata, and the spec with the kind's own model. A cluster-scoped
+kind's document loses any namespace it names (as Kubernetes ignores it). Errors read
 like `spec.pytorchReplicaSpecs.Master.replicas: must be 1` or `unknown kind 'PyTorchJobs' ...`, so
 `flowdeck apply` and the resource API can show them as they are.
 """
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flowdeck.resources.kinds import Kind
-from flowdeck.resources.model import Resource
+from flowdeck.resources.model import Resource, check_namespace
 from flowdeck.resources.registry import Registry, UnknownKind
 
 #: Metadata fields the server sets: accepted in an applied document (so `get -o yaml` output applies
@@ -68,7 +69,8 @@ def parse_resource(document: Any, registry: Registry) -> tuple[Kind, Resource]:
     envelope = {key: value for key, value in document.items() if key not in ("spec", "status")}
     metadata = envelope.get("metadata")
     if isinstance(metadata, dict):
-        envelope["metadata"] = {k: v for k, v in metadata.items() if k not in SERVER_METADATA}
+        ignored = SERVER_METADATA + (("namespace",) if kind.cluster_scoped else ())
+        envelope["metadata"] = {k: v for k, v in metadata.items() if k not in ignored}
     elif metadata is None:
         raise ResourceError("metadata.name: required")
     if isinstance(envelope["metadata"], dict) and envelope["metadata"].get("resourceVersion") is not None:
@@ -77,6 +79,13 @@ def parse_resource(document: Any, registry: Registry) -> tuple[Kind, Resource]:
         resource = Resource.model_validate(envelope)
     except ValidationError as exc:
         raise ResourceError(describe_error(exc, Resource)) from None
+    if kind.cluster_scoped:
+        resource.metadata.namespace = None
+    if kind.governs_namespace:
+        try:
+            check_namespace(resource.metadata.name)
+        except ValueError as exc:
+            raise ResourceError(f"metadata.name: a {kind.kind} is named after its namespace: {exc}") from None
     spec = document.get("spec")
     try:
         resource.spec = kind.validate_spec({} if spec is None else spec)

@@ -74,7 +74,8 @@ class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    namespace: str = DEFAULT_NAMESPACE
+    #: None for a cluster-scoped resource.
+    namespace: str | None = DEFAULT_NAMESPACE
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     uid: str | None = None
@@ -93,8 +94,8 @@ class ObjectMeta(BaseModel):
 
     @field_validator("namespace")
     @classmethod
-    def _valid_namespace(cls, value: str) -> str:
-        return check_namespace(value)
+    def _valid_namespace(cls, value: str | None) -> str | None:
+        return None if value is None else check_namespace(value)
 
 
 class Status(BaseModel):

@@ -369,3 +369,5 @@ class LoginRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The groups the identity provider named at an OIDC login ("group:<name>" bindings apply); None otherwise.
+    groups: Mapped[list | None] = mapped_column(JSON, nullable=True)

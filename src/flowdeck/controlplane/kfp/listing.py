@@ -30,7 +30,7 @@ from urllib.parse import unquote
 from fastapi import Depends, Query
 from fastapi.responses import JSONResponse
 
-from flowdeck.controlplane.auth import Caller
+from flowdeck.controlplane.auth import Access
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import wire
 from flowdeck.resources.model import store_namespace
@@ -188,17 +188,18 @@ def page_size(value: int | None) -> int:
     return min(value, MAX_PAGE_SIZE)
 
 
-def namespaces(caller: Caller, namespace: str | None) -> list[str] | None:
-    """The namespaces a list may show: the one asked for (if allowed), else all the caller may use.
+def namespaces(access: Access, namespace: str | None) -> list[str] | None:
+    """The namespaces a list may show: the one asked for (if readable), else all the caller may read.
 
     No namespace, or "" (what `kfp.Client` sends in single-user mode), lists every namespace the
-    caller may use; "default" is the single-user namespace, the store's "".
+    caller may read; "default" is the single-user namespace, the store's "".
     """
     if namespace:
         namespace = store_namespace(namespace)
-        caller.check(namespace)
+        access.require("read", namespace)
         return [namespace]
-    return None if caller.namespaces is None else sorted(caller.namespaces)
+    visible = access.visible("read")
+    return None if visible is None else sorted(visible)
 
 
 def _jsonable(value: Any) -> Any:
@@ -238,10 +239,14 @@ def _decode_token(token: str, fields: Fields) -> dict[str, Any]:
     return state
 
 
-def build_query(fields: Fields, params: ListParams, *, caller: Caller, namespace: str | None = None,
-                extra: tuple[Predicate, ...] = ()) -> ListQuery:
-    """The store query of a list request; `extra` adds predicates of the request's own parameters."""
-    visible = namespaces(caller, namespace)
+def build_query(fields: Fields, params: ListParams, *, access: Access, namespace: str | None = None,
+                extra: tuple[Predicate, ...] = (), scoped: bool = True) -> ListQuery:
+    """The store query of a list request; `extra` adds predicates of the request's own parameters.
+
+    The rows are limited to the namespaces the caller may read (in the query, so before paging);
+    `scoped=False` is for lists inside one object whose namespace the handler has checked already.
+    """
+    visible = namespaces(access, namespace) if scoped else None
     size = page_size(params.page_size)
     if params.page_token:
         state = _decode_token(params.page_token, fields)

@@ -14,7 +14,7 @@ from fastapi import File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
 from flowdeck.controlplane.app import Ctx, ServerContext
-from flowdeck.controlplane.auth import Caller, CallerDep
+from flowdeck.controlplane.auth import Access, Scoped
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing, wire
 from flowdeck.controlplane.kfp.messages import (
@@ -28,7 +28,7 @@ from flowdeck.controlplane.kfp.messages import (
     PipelineVersion,
 )
 from flowdeck.controlplane.kfp.packages import MAX_PACKAGE_BYTES, fetch_package, package_name, parse_package, parse_spec
-from flowdeck.controlplane.kfp.routing import kfp_router
+from flowdeck.controlplane.kfp.routing import kfp_router, missing
 from flowdeck.pipelines.spec import Pipeline as LoadedPipeline
 from flowdeck.store.catalog import Pipelines, PipelineVersions
 
@@ -87,36 +87,36 @@ def _read_upload(uploadfile: UploadFile | None) -> tuple[str, LoadedPipeline]:
     return uploadfile.filename, parse_package(uploadfile.filename, data)
 
 
-def _pipeline(ctx: ServerContext, caller: Caller, pipeline_id: str) -> Any:
-    """The pipeline row, after checking that the caller may use its namespace."""
+def _pipeline(ctx: ServerContext, access: Access, pipeline_id: str, scope: str = "write") -> Any:
+    """The pipeline row, after checking that the caller holds `scope` in its namespace."""
     row = Pipelines(ctx.store).get(pipeline_id)
-    caller.check(row.namespace)
+    access.require(scope, row.namespace, missing("pipeline", pipeline_id))
     return row
 
 
 # -- pipelines ---------------------------------------------------------------------------------------
 
 @router.post("/pipelines", response_model=None, responses={200: {"model": Pipeline}})
-def create_pipeline(body: Pipeline, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def create_pipeline(body: Pipeline, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Create a pipeline without versions; its name must be unique in its namespace."""
     name = body.name or body.display_name
     if not name:
         raise ApiError(400, "pipeline name is required")
     namespace = body.namespace or ""
-    caller.check(namespace)
+    access.require("write", namespace)
     row, _ = Pipelines(ctx.store).create(name=name, display_name=body.display_name, namespace=namespace,
                                          description=body.description, tags=body.tags)
     return wire.respond(wire.pipeline(row))
 
 
 @router.post("/pipelines/create", response_model=None, responses={200: {"model": Pipeline}})
-def create_pipeline_and_version(body: CreatePipelineAndVersionRequest, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def create_pipeline_and_version(body: CreatePipelineAndVersionRequest, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Create a pipeline and its first version (spec inline, or fetched from package_url) together."""
-    loaded, filename = _version_source(body.pipeline_version)
     p, v = body.pipeline, body.pipeline_version
-    name = p.name or p.display_name or v.name or (package_name(filename) if filename else loaded.name)
     namespace = p.namespace or ""
-    caller.check(namespace)
+    access.require("write", namespace)
+    loaded, filename = _version_source(v)
+    name = p.name or p.display_name or v.name or (package_name(filename) if filename else loaded.name)
     version = version_values(loaded, name=v.name or name, display_name=v.display_name, description=v.description,
                              code_source_url=v.code_source_url, tags=v.tags)
     row, _ = Pipelines(ctx.store).create(name=name, display_name=p.display_name, namespace=namespace,
@@ -125,34 +125,34 @@ def create_pipeline_and_version(body: CreatePipelineAndVersionRequest, ctx: Ctx,
 
 
 @router.get("/pipelines", response_model=None, responses={200: {"model": ListPipelinesResponse}})
-def list_pipelines(ctx: Ctx, caller: CallerDep, params: listing.ListParamsDep,
+def list_pipelines(ctx: Ctx, access: Scoped, params: listing.ListParamsDep,
                    namespace: str | None = None) -> JSONResponse:
     """List pipelines, filtered, sorted and paged."""
-    query = listing.build_query(PIPELINE_FIELDS, params, caller=caller, namespace=namespace)
+    query = listing.build_query(PIPELINE_FIELDS, params, access=access, namespace=namespace)
     result = Pipelines(ctx.store).list(query)
     return listing.respond("pipelines", map(wire.pipeline, result.rows), PIPELINE_FIELDS, query, result)
 
 
 @router.get("/pipelines/names/{name}", response_model=None, responses={200: {"model": Pipeline}})
-def get_pipeline_by_name(name: str, ctx: Ctx, caller: CallerDep, namespace: Namespace | None = None) -> JSONResponse:
+def get_pipeline_by_name(name: str, ctx: Ctx, access: Scoped, namespace: Namespace | None = None) -> JSONResponse:
     """The pipeline with this name in the namespace ("" when omitted)."""
-    caller.check(namespace or "")
+    access.require("read", namespace or "")
     return wire.respond(wire.pipeline(Pipelines(ctx.store).get_by_name(name, namespace=namespace or "")))
 
 
 @router.get("/pipelines/{pipeline_id}", response_model=None, responses={200: {"model": Pipeline}})
-def get_pipeline(pipeline_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def get_pipeline(pipeline_id: str, ctx: Ctx, access: Scoped) -> JSONResponse:
     """One pipeline."""
-    return wire.respond(wire.pipeline(_pipeline(ctx, caller, pipeline_id)))
+    return wire.respond(wire.pipeline(_pipeline(ctx, access, pipeline_id, "read")))
 
 
 @router.delete("/pipelines/{pipeline_id}", response_model=None, responses={200: {"model": Empty}})
-def delete_pipeline(pipeline_id: str, ctx: Ctx, caller: CallerDep,
+def delete_pipeline(pipeline_id: str, ctx: Ctx, access: Scoped,
                     cascade: bool = Query(False, description="Also delete the pipeline's versions. Without it, "
                                                              "a pipeline that has versions is not deleted (400).")
                     ) -> JSONResponse:
     """Delete a pipeline (with its versions when cascade=true)."""
-    _pipeline(ctx, caller, pipeline_id)
+    _pipeline(ctx, access, pipeline_id)
     Pipelines(ctx.store).delete(pipeline_id, cascade=cascade)
     return wire.respond({})
 
@@ -160,12 +160,12 @@ def delete_pipeline(pipeline_id: str, ctx: Ctx, caller: CallerDep,
 # -- versions ----------------------------------------------------------------------------------------
 
 @router.post("/pipelines/{pipeline_id}/versions", response_model=None, responses={200: {"model": PipelineVersion}})
-def create_pipeline_version(pipeline_id: str, body: PipelineVersion, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def create_pipeline_version(pipeline_id: str, body: PipelineVersion, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Add a version (spec inline, or fetched from package_url) to a pipeline; names are unique per pipeline."""
     if body.pipeline_id and body.pipeline_id != pipeline_id:
         raise ApiError(400, f"pipeline_version.pipeline_id {body.pipeline_id!r} does not match the path's "
                             f"{pipeline_id!r}")
-    _pipeline(ctx, caller, pipeline_id)
+    _pipeline(ctx, access, pipeline_id)
     loaded, filename = _version_source(body)
     name = body.name or body.display_name or (package_name(filename) if filename else None)
     if not name:
@@ -178,11 +178,11 @@ def create_pipeline_version(pipeline_id: str, body: PipelineVersion, ctx: Ctx, c
 
 @router.get("/pipelines/{pipeline_id}/versions", response_model=None,
             responses={200: {"model": ListPipelineVersionsResponse}})
-def list_pipeline_versions(pipeline_id: str, ctx: Ctx, caller: CallerDep,
+def list_pipeline_versions(pipeline_id: str, ctx: Ctx, access: Scoped,
                            params: listing.ListParamsDep) -> JSONResponse:
     """List a pipeline's versions (without their specs), filtered, sorted and paged."""
-    _pipeline(ctx, caller, pipeline_id)
-    query = listing.build_query(VERSION_FIELDS, params, caller=caller)
+    _pipeline(ctx, access, pipeline_id, "read")
+    query = listing.build_query(VERSION_FIELDS, params, access=access, scoped=False)
     result = PipelineVersions(ctx.store).list(pipeline_id, query)
     versions = (wire.pipeline_version(row) for row in result.rows)
     return listing.respond("pipeline_versions", versions, VERSION_FIELDS, query, result)
@@ -190,18 +190,18 @@ def list_pipeline_versions(pipeline_id: str, ctx: Ctx, caller: CallerDep,
 
 @router.get("/pipelines/{pipeline_id}/versions/{pipeline_version_id}", response_model=None,
             responses={200: {"model": PipelineVersion}})
-def get_pipeline_version(pipeline_id: str, pipeline_version_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def get_pipeline_version(pipeline_id: str, pipeline_version_id: str, ctx: Ctx, access: Scoped) -> JSONResponse:
     """One version, with its pipeline spec."""
-    _pipeline(ctx, caller, pipeline_id)
+    _pipeline(ctx, access, pipeline_id, "read")
     row = PipelineVersions(ctx.store).get(pipeline_version_id, pipeline_id=pipeline_id)
     return wire.respond(wire.pipeline_version(row, with_spec=True))
 
 
 @router.delete("/pipelines/{pipeline_id}/versions/{pipeline_version_id}", response_model=None,
                responses={200: {"model": Empty}})
-def delete_pipeline_version(pipeline_id: str, pipeline_version_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def delete_pipeline_version(pipeline_id: str, pipeline_version_id: str, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Delete a version. Runs made from it keep their copy of its spec."""
-    _pipeline(ctx, caller, pipeline_id)
+    _pipeline(ctx, access, pipeline_id)
     PipelineVersions(ctx.store).delete(pipeline_version_id, pipeline_id=pipeline_id)
     return wire.respond({})
 
@@ -209,7 +209,7 @@ def delete_pipeline_version(pipeline_id: str, pipeline_version_id: str, ctx: Ctx
 # -- uploads -----------------------------------------------------------------------------------------
 
 @router.post("/pipelines/upload", response_model=None, responses={200: {"model": Pipeline}})
-def upload_pipeline(ctx: Ctx, caller: CallerDep,
+def upload_pipeline(ctx: Ctx, access: Scoped,
                     uploadfile: UploadFileField = None,
                     name: Name | None = _UPLOAD_NAME,
                     display_name: Name | None = None, description: str | None = None,
@@ -217,7 +217,7 @@ def upload_pipeline(ctx: Ctx, caller: CallerDep,
                     tags: str | None = Query(None, description='JSON object of strings, e.g. {"team": "ml"}.'),
                     ) -> JSONResponse:
     """Upload a compiled pipeline: creates the pipeline and its first version (of the same name)."""
-    caller.check(namespace or "")
+    access.require("write", namespace or "")
     tag_map = _tags(tags)
     filename, loaded = _read_upload(uploadfile)
     name = name or display_name or package_name(filename)
@@ -228,7 +228,7 @@ def upload_pipeline(ctx: Ctx, caller: CallerDep,
 
 
 @router.post("/pipelines/upload_version", response_model=None, responses={200: {"model": PipelineVersion}})
-def upload_pipeline_version(ctx: Ctx, caller: CallerDep,
+def upload_pipeline_version(ctx: Ctx, access: Scoped,
                             uploadfile: UploadFileField = None,
                             name: Name | None = _UPLOAD_NAME,
                             display_name: Name | None = None,
@@ -239,7 +239,7 @@ def upload_pipeline_version(ctx: Ctx, caller: CallerDep,
     """Upload a compiled pipeline as a new version of an existing pipeline."""
     if not pipelineid:
         raise ApiError(400, "pipelineid is required: the id of the pipeline to add the version to")
-    _pipeline(ctx, caller, pipelineid)
+    _pipeline(ctx, access, pipelineid)
     tag_map = _tags(tags)
     filename, loaded = _read_upload(uploadfile)
     name = name or display_name or package_name(filename)

@@ -16,12 +16,12 @@ from fastapi import Query
 from fastapi.responses import JSONResponse
 
 from flowdeck.controlplane.app import Ctx, ServerContext
-from flowdeck.controlplane.auth import Caller, CallerDep
+from flowdeck.controlplane.auth import Access, Scoped
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing, wire
 from flowdeck.controlplane.kfp.messages import Empty, ListRecurringRunsResponse, RecurringRun, Trigger
 from flowdeck.controlplane.kfp.packages import parse_spec
-from flowdeck.controlplane.kfp.routing import kfp_router
+from flowdeck.controlplane.kfp.routing import kfp_router, missing
 from flowdeck.controlplane.kfp.runs import check_one_source, resolve_experiment, resolve_version
 from flowdeck.pipelines.api import prepare_arguments
 from flowdeck.pipelines.schedules import parse_trigger
@@ -54,10 +54,10 @@ def validate_trigger(trigger: Trigger | None) -> dict[str, Any]:
     return stored
 
 
-def _source(ctx: ServerContext, caller: Caller, body: RecurringRun) -> dict[str, Any]:
+def _source(ctx: ServerContext, access: Access, body: RecurringRun) -> dict[str, Any]:
     """The pipeline columns of a schedule, after validating its spec and parameters."""
     check_one_source(body, "a recurring run")
-    version = resolve_version(ctx, caller, body.pipeline_version_reference, body.pipeline_version_id)
+    version = resolve_version(ctx, access, body.pipeline_version_reference, body.pipeline_version_id)
     if version is not None:
         loaded = parse_spec(spec_document(version.pipeline_spec, version.platform_spec))
         columns = {"pipeline_id": version.pipeline_id, "pipeline_version_id": version.id}
@@ -74,14 +74,15 @@ def _wake(ctx: ServerContext) -> None:
         ctx.schedules.wake()
 
 
-def _checked(ctx: ServerContext, caller: Caller, recurring_run_id: str) -> RecurringRuns:
+def _checked(ctx: ServerContext, access: Access, recurring_run_id: str, scope: str = "write") -> RecurringRuns:
+    """The repository, after checking that the caller holds `scope` in the recurring run's namespace."""
     recurring_runs = RecurringRuns(ctx.store)
-    caller.check(recurring_runs.get(recurring_run_id).namespace)
+    access.require(scope, recurring_runs.get(recurring_run_id).namespace, missing("recurring run", recurring_run_id))
     return recurring_runs
 
 
 @router.post("/recurringruns", response_model=None, responses={200: {"model": RecurringRun}})
-def create_recurring_run(body: RecurringRun, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def create_recurring_run(body: RecurringRun, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Create a schedule: a cron_schedule (6 fields) or a periodic_schedule, a pipeline source, max_concurrency 1-10."""
     if not body.display_name or not body.display_name.strip():
         raise ApiError(400, "recurring run display_name is required")
@@ -89,14 +90,14 @@ def create_recurring_run(body: RecurringRun, ctx: Ctx, caller: CallerDep) -> JSO
     max_concurrency = 1 if body.max_concurrency is None else body.max_concurrency
     if not 1 <= max_concurrency <= MAX_CONCURRENCY:
         raise ApiError(400, f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
-    experiment = resolve_experiment(ctx, caller, body.experiment_id)
+    experiment = resolve_experiment(ctx, access, body.experiment_id)
     if body.namespace and body.namespace != experiment.namespace:
         raise ApiError(400, f"namespace {body.namespace!r} differs from the namespace of experiment "
                             f"{experiment.id!r} ({experiment.namespace!r})")
     runtime_config = body.runtime_config
     row = RecurringRuns(ctx.store).create(
         namespace=experiment.namespace, display_name=body.display_name, description=body.description,
-        experiment_id=experiment.id, **_source(ctx, caller, body),
+        experiment_id=experiment.id, **_source(ctx, access, body),
         runtime_config=wire.compact({"parameters": runtime_config.parameters if runtime_config else None,
                                      "pipeline_root": runtime_config.pipeline_root if runtime_config else None}),
         service_account=body.service_account, max_concurrency=max_concurrency, trigger=trigger,
@@ -108,44 +109,44 @@ def create_recurring_run(body: RecurringRun, ctx: Ctx, caller: CallerDep) -> JSO
 
 @router.get("/recurringruns", response_model=None, responses={200: {"model": ListRecurringRunsResponse}})
 def list_recurring_runs(
-    ctx: Ctx, caller: CallerDep, params: listing.ListParamsDep,
+    ctx: Ctx, access: Scoped, params: listing.ListParamsDep,
     namespace: str | None = Query(None, description="Only this namespace's recurring runs."),
     experiment_id: str | None = Query(None, description="Only this experiment's recurring runs."),
 ) -> JSONResponse:
     """List recurring runs (without their specs), filtered, sorted and paged."""
     extra = (Predicate("experiment_id", "EQUALS", experiment_id),) if experiment_id else ()
-    query = listing.build_query(FIELDS, params, caller=caller, namespace=namespace, extra=extra)
+    query = listing.build_query(FIELDS, params, access=access, namespace=namespace, extra=extra)
     result = RecurringRuns(ctx.store).list(query)
     return listing.respond("recurringRuns", map(wire.recurring_run, result.rows), FIELDS, query, result, extra)
 
 
 @router.get("/recurringruns/{recurring_run_id}", response_model=None, responses={200: {"model": RecurringRun}})
-def get_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def get_recurring_run(recurring_run_id: str, ctx: Ctx, access: Scoped) -> JSONResponse:
     """One recurring run."""
     row = RecurringRuns(ctx.store).get(recurring_run_id)
-    caller.check(row.namespace)
+    access.require("read", row.namespace, missing("recurring run", recurring_run_id))
     return wire.respond(wire.recurring_run(row, with_spec=True))
 
 
 @router.delete("/recurringruns/{recurring_run_id}", response_model=None, responses={200: {"model": Empty}})
-def delete_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def delete_recurring_run(recurring_run_id: str, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Delete a schedule; the runs it started stay."""
-    _checked(ctx, caller, recurring_run_id).delete(recurring_run_id)
+    _checked(ctx, access, recurring_run_id).delete(recurring_run_id)
     _wake(ctx)
     return wire.respond({})
 
 
 @router.post("/recurringruns/{recurring_run_id}:enable", response_model=None, responses={200: {"model": Empty}})
-def enable_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def enable_recurring_run(recurring_run_id: str, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Start firing the schedule again."""
-    _checked(ctx, caller, recurring_run_id).set_enabled(recurring_run_id, True)
+    _checked(ctx, access, recurring_run_id).set_enabled(recurring_run_id, True)
     _wake(ctx)
     return wire.respond({})
 
 
 @router.post("/recurringruns/{recurring_run_id}:disable", response_model=None, responses={200: {"model": Empty}})
-def disable_recurring_run(recurring_run_id: str, ctx: Ctx, caller: CallerDep) -> JSONResponse:
+def disable_recurring_run(recurring_run_id: str, ctx: Ctx, access: Scoped) -> JSONResponse:
     """Stop firing the schedule (runs already started go on)."""
-    _checked(ctx, caller, recurring_run_id).set_enabled(recurring_run_id, False)
+    _checked(ctx, access, recurring_run_id).set_enabled(recurring_run_id, False)
     _wake(ctx)
     return wire.respond({})

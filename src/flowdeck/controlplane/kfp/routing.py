@@ -8,6 +8,7 @@ column lengths by `messages.Message`, query and path parameters for NUL bytes by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -40,6 +41,11 @@ class KfpRoute(DomainErrorRoute):
         (RunStateError, 400),
         (ScheduleError, 400),
     )
+
+
+def missing(what: str, object_id: str) -> Callable[[], Exception]:
+    """The error of an object that does not exist, for one the caller may not see (same words, same 404)."""
+    return lambda: NotFound(f"{what} {object_id!r} not found")
 
 
 def kfp_router(tag: str) -> APIRouter:

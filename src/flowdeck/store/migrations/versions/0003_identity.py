@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("client", sa.String(64), nullable=True),
+        sa.Column("groups", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("digest", name="pk_logins"),
     )
     op.create_index("ix_logins_user", "logins", ["user"])
