@@ -202,3 +202,13 @@ def test_restart_and_claim_hand_runs_to_this_process_only_from_the_right_states(
     assert store.get_run("running").engine_instance == this_instance()
     store.release_runs()
     assert {store.get_run(r).engine_instance for r in ("failed", "running")} == {None}
+
+
+def test_get_run_within_namespaces_sees_only_their_runs(store: Store, make_run: Callable[..., str]) -> None:
+    make_run("abc111", namespace="team-a")
+    make_run("abc222", namespace="team-b")
+    assert store.get_run("abc", namespaces=["team-a"]).id == "abc111"  # the other match is not there
+    with pytest.raises(RunNotFound, match="several runs match"):
+        store.get_run("abc")
+    with pytest.raises(RunNotFound, match="no run matches 'abc222'"):
+        store.get_run("abc222", namespaces=["team-a"])

@@ -3,8 +3,8 @@
 Users are created, listed, read, disabled and given a new password by cluster admins; disabling a
 user or setting their password ends their logins and revokes their tokens. Everyone manages their
 own tokens (a cluster admin anyone's): a new token is shown once, in the answer that creates it;
-lists show everything but the secret. A token can mint only tokens no stronger than itself (its
-scopes, its profile), so a read-only token cannot be turned into a writing one.
+lists show everything but the secret. A token can mint or revoke only tokens no stronger than itself
+(its scopes, its profile): a read-only token can neither become a writing one nor revoke one.
 """
 
 from __future__ import annotations
@@ -172,6 +172,11 @@ def revoke_token(token_id: str, ctx: Ctx, access: Authenticated) -> dict[str, An
     row = ctx.identity.get_token(token_id)
     if row is None or not _may_manage(access, row.owner):
         raise ApiError(404, f"token {token_id!r} not found")
+    caller = access.principal  # like minting: a token may revoke only tokens no stronger than itself
+    if caller.token_scopes is not None and not set(row.scopes or []) <= caller.token_scopes:
+        raise ApiError(403, f"this token may only revoke tokens with scopes within {sorted(caller.token_scopes)}")
+    if caller.token_profile is not None and row.profile != caller.token_profile:
+        raise ApiError(403, f"this token may only revoke tokens limited to profile {caller.token_profile!r}")
     ctx.identity.revoke_token(token_id)
     return token_view(ctx.identity.get_token(token_id) or row)
 

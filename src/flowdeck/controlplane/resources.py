@@ -317,12 +317,7 @@ def run_logs(run_id: Annotated[str, Path(description="A run id, or a unique pref
     holds a JSON list of notes (tasks without logs and why), `Flowdeck-Logs-Missing` how many logs asked
     for cannot be shown.
     """
-    try:
-        row = ctx.store.get_run(run_id)
-    except RunNotFound:
-        if access.visible("read") is not None:  # "several runs match" might name runs of other profiles
-            raise RunNotFound(f"no run matches {run_id!r}") from None
-        raise
+    row = ctx.store.get_run(run_id, namespaces=access.visible("read"))  # a prefix matches readable runs only
     access.require("read", row.namespace, lambda: RunNotFound(f"no run matches {run_id!r}"))
     found = find_logs(ctx.store, row, task)
     return StreamingResponse(found.chunks(), media_type="text/plain; charset=utf-8", headers=found.headers())

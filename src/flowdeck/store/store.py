@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -119,16 +119,25 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
-    def get_run(self, run_id: str) -> RunRow:
-        """The run with this id, or the only run whose id starts with it (case-sensitive)."""
+    def get_run(self, run_id: str, *, namespaces: Collection[str] | None = None) -> RunRow:
+        """The run with this id, or the only run whose id starts with it (case-sensitive).
+
+        `namespaces`: only runs in these namespaces count (a caller's readable ones), so that neither a
+        match nor "several runs match" can reveal a run elsewhere.
+        """
         if not run_id:
             raise RunNotFound("no run id given")
+        within = RunRow.namespace.in_(list(namespaces)) if namespaces is not None else None
         with Session(self.engine, expire_on_commit=False) as session:
             row = session.get(RunRow, run_id)
+            if row is not None and namespaces is not None and row.namespace not in namespaces:
+                row = None
             if row is None:
                 # Not LIKE: SQLite's LIKE ignores case, PostgreSQL's does not.
-                prefix = func.substr(RunRow.id, 1, len(run_id)) == run_id
-                matches = session.scalars(select(RunRow).where(prefix).limit(2)).all()
+                query = select(RunRow).where(func.substr(RunRow.id, 1, len(run_id)) == run_id).limit(2)
+                if within is not None:
+                    query = query.where(within)
+                matches = session.scalars(query).all()
                 if not matches:
                     raise RunNotFound(f"no run matches {run_id!r}")
                 if len(matches) > 1:
