@@ -33,6 +33,11 @@ def too_big(marker_dir: str):
     busy(marker_dir=marker_dir, name="big").set_cpu_request("2")
 
 
+@dsl.pipeline
+def small_memory_limit(marker_dir: str):
+    busy(marker_dir=marker_dir, name="small").set_memory_limit("512K")
+
+
 @pytest.fixture
 def store(settings: Settings) -> Store:
     opened = open_store(settings.resolved_database_url)
@@ -93,3 +98,10 @@ def test_a_task_that_can_never_fit_fails_saying_why(controller: RunController, s
     (task,) = store.list_tasks(run_id)
     assert task.error == "cannot run: it asks for 2 CPU and profile team-a allows 1 CPU in all"
     assert not (tmp_path / "big.started").exists()
+
+
+def test_any_kubernetes_quantity_kfp_accepts_is_read(controller: RunController, store: Store, tmp_path: Path) -> None:
+    run_id = controller.create_run(pipeline_spec=spec(small_memory_limit), namespace="team-a",
+                                   parameters={"marker_dir": str(tmp_path)})
+    assert wait_for(lambda: store.get_run(run_id).state in ("SUCCEEDED", "FAILED"), timeout=60)
+    assert store.get_run(run_id).state == "SUCCEEDED", store.get_run(run_id).error

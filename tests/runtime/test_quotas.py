@@ -6,9 +6,10 @@ from flowdeck.runtime.quotas import Demand, QuotaError, QuotaGate, limits_from_h
 
 
 @pytest.mark.parametrize(("text", "value"), [("2", 2.0), ("500m", 0.5), ("1.5", 1.5), ("2Gi", 2 * 2**30),
-                                             ("1G", 1e9), (3, 3.0), ("128Mi", 128 * 2**20)])
+                                             ("1G", 1e9), (3, 3.0), ("128Mi", 128 * 2**20), ("512K", 512e3),
+                                             ("1Ei", 2**60), ("100u", 1e-4)])
 def test_kubernetes_quantities(text: object, value: float) -> None:
-    assert parse_quantity(text) == value
+    assert parse_quantity(text) == pytest.approx(value)
 
 
 @pytest.mark.parametrize("text", ["", "two", "1Xi", "-1", "1.2.3"])

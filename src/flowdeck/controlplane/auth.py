@@ -116,8 +116,7 @@ class Access:
         return self.principal.profiles_with(scope)
 
     def require_cluster_admin(self) -> None:
-        if not self.principal.cluster_admin or (self.principal.token_scopes is not None
-                                                and "own" not in self.principal.token_scopes):
+        if not self.principal.full_cluster_admin:
             self.record("denied cluster-admin")
             raise ApiError(403, f"{_who(self.principal)} is not a cluster admin")
         self.record("cluster-admin")

@@ -185,6 +185,6 @@ def _may_manage(access: Access, owner: str) -> bool:
     principal = access.principal
     if owner == principal.name:
         return True
-    admin = principal.cluster_admin and (principal.token_scopes is None or "own" in principal.token_scopes)
+    admin = principal.full_cluster_admin
     access.record("cluster-admin" if admin else "denied cluster-admin")
     return admin

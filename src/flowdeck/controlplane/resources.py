@@ -231,7 +231,7 @@ def may_change_cluster_object(access: Access, service: ResourceService, kind: Ki
     if readable and access.can("own", namespace):
         access.record(f"own:{namespace}")
         return
-    if _cluster_admin(access):
+    if access.principal.full_cluster_admin:
         access.record("cluster-admin")
         return
     access.record(f"denied {kind.kind}/{name}")
@@ -241,13 +241,6 @@ def may_change_cluster_object(access: Access, service: ResourceService, kind: Ki
     if deleting:
         raise _not_found(kind, name)
     raise ApiError(403, f"{_caller(access)} may not create {kind.plural}: only a cluster admin may")
-
-
-def _cluster_admin(access: Access) -> bool:
-    """A cluster admin whose credentials are limited to no profile and to no scope short of `own`."""
-    principal = access.principal
-    return (principal.cluster_admin and principal.token_profile is None
-            and (principal.token_scopes is None or "own" in principal.token_scopes))
 
 
 def _caller(access: Access) -> str:

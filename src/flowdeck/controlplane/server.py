@@ -92,7 +92,10 @@ def serve(settings: Settings, host: str, port: int, announce: Callable[[str], No
     ctx.runs.requires_credentials = lambda: mode.multi_user  # then each run gets its own token
     ctx.services.extend(_services(ctx))
     app = create_app(ctx)
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For/-Proto from any local process as
+    # the client's address and scheme, and the trusted-proxy check must see the real TCP peer.
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10,
+                            proxy_headers=False,
                             server_header=False)
 
     def ready() -> None:

@@ -36,7 +36,7 @@ from flowdeck.pipelines.spec import Pipeline
 from flowdeck.pipelines.values import evaluate_condition, normalize
 from flowdeck.pipelines.venvs import VenvError, python_for
 from flowdeck.runtime import Runtime, Workload, WorkloadHandle
-from flowdeck.runtime.quotas import Demand, QuotaGate, parse_quantity
+from flowdeck.runtime.quotas import Demand, QuotaError, QuotaGate, parse_quantity
 from flowdeck.store import Store
 
 logger = logging.getLogger("flowdeck")
@@ -349,12 +349,16 @@ class Engine:
 
     def _admit(self, node: Node) -> bool:
         """Whether the profile's quota lets `node` start now (a node that can never fit fails)."""
-        if self.quota is None:
+        if self.quota is None or not self.quota.limits(self.options.namespace):
             return True
         component = self.pipeline.component(node.component_name)
         container = self.pipeline.executor(component["executorLabel"])["container"]
-        admission = self.quota.try_admit(self.options.namespace, node.id, workload_demand(container),
-                                         wake=lambda: self.events.put(("quota", None)))
+        try:
+            demand = workload_demand(container)
+        except QuotaError as exc:  # e.g. a resource request given by a pipeline parameter
+            self._finish(node, "FAILED", error=f"cannot run in a profile with a quota: resources: {exc}")
+            return False
+        admission = self.quota.try_admit(self.options.namespace, node.id, demand, wake=self._wake_for_quota)
         if admission.admitted:
             self.admitted.add(node.id)
             if self.quota_waiting.pop(node.id, None) is not None:
@@ -368,6 +372,9 @@ class Engine:
             self.record.task_changed(node, error=admission.reason)
             self.listener.message(f"{node.path}: {admission.reason}")
         return False
+
+    def _wake_for_quota(self) -> None:
+        self.events.put(("quota", None))
 
     def _release(self, node_id: str) -> None:
         if self.quota is not None and node_id in self.admitted:
@@ -757,6 +764,7 @@ class Engine:
     def _launch(self, node: Node, python: str) -> None:
         self.running.pop(f"venv:{node.id}", None)
         if node.finished or self.canceled:
+            self._release(node.id)
             return
         component = self.pipeline.component(node.component_name)
         container = self.pipeline.executor(component["executorLabel"])["container"]

@@ -77,12 +77,13 @@ def authenticate(scope: Mapping[str, Any], *, identity: IdentityStore, settings:
         if remembered is not None:
             identity.login_seen(login, now)  # still active (written at most once a minute)
             return remembered
+        read_at = identity.generation()
         try:
             user, groups, valid_until = check_login(identity, cookie, settings)
         except LoginRefused:  # browsers keep sending an ended login's cookie: it is no credential
             return ANONYMOUS
         principal = _user_principal(identity, user, groups, by_cookie=True)
-        identity.remember(key, principal, valid_until)
+        identity.remember(key, principal, valid_until, read_at)
         return principal
     if proxied is not None:
         user, groups = proxied
@@ -111,9 +112,10 @@ def _bearer(header: str, identity: IdentityStore, settings: Settings) -> Princip
         token_id, principal = remembered
         identity.token_used(token_id, now)
         return principal
+    read_at = identity.generation()
     principal, row = _token_principal(identity, lookup, wanted, now)
     identity.token_used(row.id, now)
-    identity.remember(wanted, (row.id, principal), as_utc(row.expires_at) if row.expires_at else None)
+    identity.remember(wanted, (row.id, principal), as_utc(row.expires_at) if row.expires_at else None, read_at)
     return principal
 
 

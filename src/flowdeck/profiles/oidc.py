@@ -102,7 +102,10 @@ class OidcLogin:
         name = _name_from(claims)
         existing = identity.get_user(name)
         if existing is not None:
-            if existing.password_hash is not None or existing.oidc_subject is not None:
+            # only a verified email may claim an existing (passwordless) account: a preferred_username is
+            # chosen by the user at many providers, and an unverified email proves nothing
+            proven = claims.get("email_verified") is True and claims.get("email") == name
+            if existing.password_hash is not None or existing.oidc_subject is not None or not proven:
                 raise OidcFailed(f"a different user named {name!r} exists already; ask an admin")
             if existing.disabled:
                 raise OidcFailed(f"user {name!r} is disabled")

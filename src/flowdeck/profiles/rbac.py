@@ -61,7 +61,14 @@ class Principal:
         return held if self.token_scopes is None else held & self.token_scopes
 
     def allows(self, scope: str, profile: str) -> bool:
+        """Whether this principal holds `scope` in `profile` right now."""
         return scope in self.scopes_in(profile)
+
+    @property
+    def full_cluster_admin(self) -> bool:
+        """A cluster admin whose credentials are limited to no profile and to no scope short of `own`."""
+        return (self.cluster_admin and self.token_profile is None
+                and (self.token_scopes is None or "own" in self.token_scopes))
 
     def profiles_with(self, scope: str) -> frozenset[str] | None:
         """The profiles where `scope` is held, or None when it is held in every profile."""

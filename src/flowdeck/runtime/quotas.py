@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
 _SUFFIXES = {
-    "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "": 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }
+#: How long a profile's quota is believed before it is read again.
+_LIMITS_TTL = 1.0
 #: resourceQuotaSpec.hard keys -> the demand they limit.
 _KEYS = {
     "cpu": "cpu", "requests.cpu": "cpu", "limits.cpu": "cpu",
@@ -93,13 +96,22 @@ class QuotaGate:
     def __init__(self, limits_for: Callable[[str], Mapping[str, object] | None]) -> None:
         #: namespace -> resourceQuotaSpec.hard (None: no quota).
         self.limits_for = limits_for
+        self._limits: dict[str, tuple[float, dict[str, float]]] = {}
         self._lock = threading.Lock()
         self._held: dict[str, dict[str, Demand]] = {}
         self._waiters: dict[str, list[Callable[[], None]]] = {}
 
+    def limits(self, namespace: str) -> dict[str, float]:
+        """The namespace's quota as {resource: limit} ({}: none), read at most once a second."""
+        cached = self._limits.get(namespace)
+        if cached is None or time.monotonic() - cached[0] > _LIMITS_TTL:
+            cached = (time.monotonic(), limits_from_hard(self.limits_for(namespace)))
+            self._limits[namespace] = cached
+        return cached[1]
+
     def try_admit(self, namespace: str, key: str, demand: Demand, wake: Callable[[], None]) -> Admission:
         """Admit the workload `key`, or say why not; `wake` is called once something is released."""
-        limits = limits_from_hard(self.limits_for(namespace))
+        limits = self.limits(namespace)
         with self._lock:
             held = self._held.setdefault(namespace, {})
             if key in held:
@@ -112,7 +124,9 @@ class QuotaGate:
                                      never_fits=True)
                 in_use = sum(d.get(resource) for d in held.values())
                 if in_use + asked > limit:
-                    self._waiters.setdefault(namespace, []).append(wake)
+                    waiters = self._waiters.setdefault(namespace, [])
+                    if wake not in waiters:
+                        waiters.append(wake)
                     return Admission(False, f"waiting for quota: profile {namespace or 'default'} allows "
                                             f"{_amount(resource, limit)} and {_amount(resource, in_use)} "
                                             "are in use")

@@ -56,11 +56,22 @@ class IdentityStore:
         self._used: dict[str, datetime] = {}
 
     # -- remembered principals -------------------------------------------------------------------
-    def remember(self, credential: str, principal: Any, expires_at: datetime | None) -> None:
-        """Keep the principal a credential (its digest) stands for, until identity changes or it expires."""
+    @staticmethod
+    def generation() -> int:
+        """The identity generation now: read it *before* reading what a principal is made of."""
+        return _generation
+
+    def remember(self, credential: str, principal: Any, expires_at: datetime | None, read_at: int) -> None:
+        """Keep the principal a credential (its digest) stands for, until identity changes or it expires.
+
+        `read_at` is the generation taken before the tables were read: if anything changed since (a
+        revocation racing this request), the principal may be stale and is not kept.
+        """
+        if read_at != _generation:
+            return
         if len(self._remembered) >= _REMEMBERED:
             self._remembered.clear()
-        self._remembered[credential] = (_generation, expires_at, principal)
+        self._remembered[credential] = (read_at, expires_at, principal)
 
     def recall(self, credential: str, now: datetime) -> Any | None:
         """The principal remembered for `credential`, if nothing changed since and it has not expired."""
