@@ -99,7 +99,9 @@ def test_tokens_are_shown_once_listed_without_secrets_and_revocable(server: Cont
         bearer = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"})
         # a read-only token cannot mint itself a stronger one
         assert bearer.post(TOKENS, json={"scopes": ["read", "write"]}).status_code == 403
-        assert bearer.post(TOKENS, json={"scopes": ["read"]}).status_code == 200
+        child = bearer.post(TOKENS, json={"scopes": ["read"], "expires_in_days": 3650})
+        assert child.status_code == 200
+        assert child.json()["expires_at"] <= made["expires_at"]  # a token cannot outlive the one that minted it
         assert admin.delete(f"{TOKENS}/{made['id']}").json()["state"] == "revoked"
         assert bearer.get(TOKENS).status_code == 401
 

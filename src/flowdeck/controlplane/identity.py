@@ -150,10 +150,12 @@ def create_token(body: NewToken, ctx: Ctx, access: Authenticated) -> dict[str, A
         raise ApiError(403, f"this token may only mint tokens limited to profile {caller.token_profile!r}")
     secret = tokens.mint()
     now = utcnow()
+    expires_at = now + timedelta(days=body.expires_in_days or ctx.settings.token_days)
+    if caller.token_expires_at is not None:  # a token cannot outlive the token that minted it
+        expires_at = min(expires_at, caller.token_expires_at)
     row = ctx.identity.add_token(
         id=uuid.uuid4().hex, lookup=tokens.lookup_key(secret), digest=tokens.digest(secret), owner=owner,
-        profile=body.profile, scopes=scopes, note=body.note, created_at=now,
-        expires_at=now + timedelta(days=body.expires_in_days or ctx.settings.token_days))
+        profile=body.profile, scopes=scopes, note=body.note, created_at=now, expires_at=expires_at)
     return {**token_view(row), "token": secret}
 
 

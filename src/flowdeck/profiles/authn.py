@@ -132,12 +132,12 @@ def _token_principal(identity: IdentityStore, lookup: str, wanted: str, now: dat
     scopes = frozenset(row.scopes or ()) & frozenset(SCOPES)
     if kind == "run" and row.profile is not None:  # a run's workload identity: an `edit` member of its profile
         return Principal(name=row.owner, roles={row.profile: "edit"}, token_scopes=scopes,
-                         token_profile=row.profile), row
+                         token_profile=row.profile, token_expires_at=as_utc(row.expires_at)), row
     if kind != "user":
         raise AuthenticationError(401, f"token {row.id} belongs to {row.owner!r}, which cannot sign in")
     principal = _user_principal(identity, owner, ())
     return Principal(name=principal.name, roles=principal.roles, cluster_admin=principal.cluster_admin,
-                     token_scopes=scopes, token_profile=row.profile), row
+                     token_scopes=scopes, token_profile=row.profile, token_expires_at=as_utc(row.expires_at)), row
 
 
 def login_cookie(cookie_headers: list[str], https: bool) -> str | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 SCOPES = ("read", "write", "manage", "own")
 ROLES: dict[str, frozenset[str]] = {
@@ -46,6 +47,8 @@ class Principal:
     #: A token's limits: its scopes (None: all the owner has) and its one profile (None: any).
     token_scopes: frozenset[str] | None = None
     token_profile: str | None = None
+    #: When the token expires (None: not a token, or it never does): tokens it mints may not outlive it.
+    token_expires_at: datetime | None = None
     #: Whether the request authenticated with a browser cookie (CSRF checks apply).
     by_cookie: bool = False
 
