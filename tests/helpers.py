@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from flowdeck.config import Settings
+from flowdeck.pipelines.spec import load_pipeline
 from flowdeck.store import open_store
 
 
@@ -36,6 +37,11 @@ def task_rows(settings: Settings, run_id: str) -> dict[str, Any]:
         return {t.path: t for t in store.list_tasks(run_id)}
     finally:
         store.close()
+
+
+def spec(pipeline: Any) -> dict[str, Any]:
+    """The compiled spec of a pipeline function, as the KFP API receives it."""
+    return load_pipeline(pipeline).spec
 
 
 def process_gone(pid: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,8 @@ import pytest
 
 from flowdeck.config import Settings
 from flowdeck.pipelines.api import run_pipeline
+from flowdeck.pipelines.controller import RunController
+from flowdeck.store import Store
 
 
 @pytest.fixture
@@ -25,6 +27,15 @@ def run(settings: Settings) -> Callable[..., dict[str, Any]]:
         return run_pipeline(pipeline, arguments, settings=settings, **options)
 
     return _run
+
+
+@pytest.fixture
+def controller(store: Store, settings: Settings) -> Iterator[RunController]:
+    """A started run controller over the test module's `store` (stopped at the end)."""
+    started = RunController(store, settings)
+    started.start()
+    yield started
+    started.stop()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -1,16 +1,14 @@
 """A run's tasks pass their profile's quota: over-quota tasks wait (saying why), impossible ones fail."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kfp import dsl
 
 from flowdeck.config import Settings
 from flowdeck.pipelines.controller import RunController
-from flowdeck.pipelines.spec import load_pipeline
 from flowdeck.store import ResourceRow, Store, open_store
-from helpers import wait_for
+from helpers import spec, wait_for
 
 
 @dsl.component
@@ -50,18 +48,6 @@ def store(settings: Settings) -> Store:
         }])
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def controller(store: Store, settings: Settings) -> RunController:
-    started = RunController(store, settings)
-    started.start()
-    yield started
-    started.stop()
-
-
-def spec(pipeline: Any) -> dict[str, Any]:
-    return load_pipeline(pipeline).spec
 
 
 def test_two_one_cpu_tasks_in_a_one_cpu_profile_run_one_after_the_other(

@@ -9,9 +9,8 @@ from kfp import dsl
 from flowdeck.config import Settings
 from flowdeck.pipelines.controller import RunController, RunStateError
 from flowdeck.pipelines.errors import PipelineError
-from flowdeck.pipelines.spec import load_pipeline
 from flowdeck.store import Store, open_store
-from helpers import wait_for
+from helpers import spec, wait_for
 from sample_pipelines import count, gated, sleeper
 
 
@@ -32,23 +31,11 @@ def flaky(marker_dir: str):
     fail_once(marker_dir=marker_dir, value=first.output)
 
 
-def spec(pipeline: Any) -> dict[str, Any]:
-    return load_pipeline(pipeline).spec
-
-
 @pytest.fixture
 def store(settings: Settings) -> Store:
     opened = open_store(settings.resolved_database_url)
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def controller(store: Store, settings: Settings) -> RunController:
-    started = RunController(store, settings)
-    started.start()
-    yield started
-    started.stop()
 
 
 def wait_state(store: Store, run_id: str, states: set[str], timeout: float = 60) -> str:
