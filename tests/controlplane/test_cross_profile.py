@@ -62,6 +62,7 @@ EXEMPT = {
     ("GET", "/docs"): "API documentation, the same for everyone",
     ("GET", "/openapi.json"): "API documentation, the same for everyone",
     ("GET", f"{V1}/kinds"): "the registered kinds, the same for everyone",
+    ("GET", "/static/{path:path}"): "the dashboard's scripts and styles, the same for everyone",
 }
 
 
@@ -256,8 +257,9 @@ def probes(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", f"{V1}/users/{{user}}", {}),
         ("POST", f"{V1}/users/{{user}}/disable", {}),
         ("PUT", f"{V1}/users/{{user}}/password", {"json": {"password": "correct horse battery"}}),
-        # the dashboard's home page lists the runs the visitor may read
+        # the dashboard's pages show only what the visitor may read
         ("GET", "/", {}),
+        ("GET", "/", {"params": {"ns": "{ns}"}}),
     ]
 
 
@@ -452,8 +454,9 @@ def test_anonymous_requests_are_refused_but_public_pages_answer(server) -> None:
         assert api.get("/flowdeck/v1/kinds").status_code == 401
         assert ok(api.get("/v2beta1/healthz"))["multi_user"] is True
     plane, _ = server
-    home = httpx.get(plane.url + "/")
-    assert home.status_code == 200 and "a-run" not in home.text
+    home = httpx.get(plane.url + "/", headers={"Accept": "text/html"})  # a browser: off to sign in
+    assert home.status_code == 303 and home.headers["location"] == "/login?next=%2F" and "a-run" not in home.text
+    assert httpx.get(plane.url + "/static/dashboard.js").status_code == 200
 
 
 def test_kfp_client_view_token_reads_and_edit_token_runs(server, team_a, package: Path) -> None:

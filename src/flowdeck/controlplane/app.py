@@ -34,7 +34,7 @@ ROUTERS: tuple[tuple[str, str], ...] = (
     ("flowdeck.controlplane.login", "router"),
     ("flowdeck.controlplane.resources", "router"),
     ("flowdeck.controlplane.kfam", "router"),
-    ("flowdeck.controlplane.pages", "router"),
+    ("flowdeck.controlplane.dashboard", "router"),
     ("flowdeck.controlplane.apidocs", "router"),
 )
 

@@ -25,12 +25,14 @@ import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
+from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -283,6 +285,10 @@ class RequestGuard:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
             return
+        if exc.status == 401 and _browser_page_request(scope):  # a page visit without credentials: sign in
+            target = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else "")
+            await RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)(scope, receive, send)
+            return
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         await error_response(exc.status, exc.message, headers=headers)(scope, receive, send)
 
@@ -318,6 +324,13 @@ class RequestGuard:
             await send(message)
 
         await self.app(scope, counting_receive, guarded_send)
+
+
+def _browser_page_request(scope: Scope) -> bool:
+    """A browser asking for a page (GET, HTML accepted) with no credentials of its own."""
+    headers = Headers(scope=scope)
+    return (scope["method"] == "GET" and "text/html" in headers.get("accept", "")
+            and "authorization" not in headers and not scope["path"].startswith(("/apis/", "/kfam/")))
 
 
 def _hostname(host: str) -> str:
