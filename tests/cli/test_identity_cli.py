@@ -73,6 +73,7 @@ def root(server: ControlPlane, tmp_path: Path) -> Cli:
     cli.ok("users", "create", "root", "--cluster-admin", "--password-stdin", stdin=ROOT_PASSWORD + "\n", url=True)
     result = cli.ok("login", "--url", server.url, "--username", "root", stdin=ROOT_PASSWORD + "\n")
     assert f"signed in to {server.url}" in result.stdout
+    assert result.stderr == ""  # plain http, but to this machine: no warning
     return cli
 
 
@@ -159,3 +160,68 @@ def test_login_errors_are_one_line(server: ControlPlane, root: Cli, tmp_path: Pa
         nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}"
     assert "no flowdeck control plane answers" in one_error_line(someone("login", "--url", nowhere, "--token", "x"), 1)
     assert not someone.config.exists()  # nothing stored after failures
+
+
+def non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback (the one its default route leaves from), if any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # UDP: nothing is sent
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_up_takes_its_token_from_a_file_and_warns_when_it_is_on_the_command_line(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "cli" / "config.json")
+    missing = tmp_path / "no-such-token"
+    assert one_error_line(cli("up", "--token-file", str(missing)), 2) == f"--token-file: {missing} does not exist"
+    empty = tmp_path / "empty-token"
+    empty.write_text(" \n")
+    assert one_error_line(cli("up", "--token-file", str(empty)), 2) == f"--token-file: {empty} is empty"
+    token_file = tmp_path / "token"
+    token_file.write_text("  file-token-canary\n")
+    assert one_error_line(cli("up", "--token", "x", "--token-file", str(token_file)), 2) == \
+        "give --token or --token-file, not both"
+
+    on_command_line = start_control_plane(tmp_path / "home-1", args=["--token", "argv-token-canary"])
+    try:
+        output = "\n".join(on_command_line.output)
+        assert ("flowdeck: warning: --token on the command line is visible to other local users (ps); set "
+                "FLOWDECK_TOKEN or use --token-file instead") in output
+        assert "argv-token-canary" not in output
+        assert httpx.get(f"{on_command_line.url}/apis/flowdeck/v1/tokens",
+                         headers={"Authorization": "Bearer argv-token-canary"}).status_code == 200
+    finally:
+        on_command_line.stop()
+    from_environment = start_control_plane(tmp_path / "home-2", env={"FLOWDECK_TOKEN": "env-token-canary"})
+    try:
+        assert "warning" not in "\n".join(from_environment.output)
+    finally:
+        from_environment.stop()
+
+    # from a file: the server needs that token. Bound to another address than loopback, it gets a password
+    # sent over plain http, after a warning (over loopback, the fixture `root` shows, without one).
+    address = non_loopback_address() or "127.0.0.1"
+    served = start_control_plane(tmp_path / "home-3", args=["--host", address, "--token-file", str(token_file)])
+    try:
+        assert "warning" not in "\n".join(served.output)
+        assert httpx.get(f"{served.url}/apis/flowdeck/v1/tokens").status_code == 401
+        bearer = {"Authorization": "Bearer file-token-canary"}
+        assert httpx.get(f"{served.url}/apis/flowdeck/v1/tokens", headers=bearer).status_code == 200
+        made = httpx.post(f"{served.url}/apis/flowdeck/v1/users", headers=bearer,
+                          json={"name": "alice", "password": ALICE_PASSWORD})
+        assert made.status_code == 200, made.text
+        if address != "127.0.0.1":
+            warned = Cli(tmp_path / "alice" / "config.json").ok("login", "--url", served.url, "-u", "alice",
+                                                               stdin=ALICE_PASSWORD + "\n")
+            netloc = served.url.removeprefix("http://")
+            assert warned.stderr.strip() == (f"flowdeck: warning: sending your password to {netloc} over plain "
+                                             "http: anyone on the network path can read it; use an https:// URL")
+            assert f"signed in to {served.url}" in warned.stdout
+    finally:
+        served.stop()
+    unresolvable = cli("login", "--url", "http://flowdeck.invalid:8080", "-u", "alice", stdin=ALICE_PASSWORD + "\n")
+    assert unresolvable.returncode == 1 and unresolvable.stderr.startswith(
+        "flowdeck: warning: sending your password to flowdeck.invalid:8080 over plain http"), unresolvable.stderr

@@ -90,10 +90,17 @@ def test_only_admins_and_owners_manage_contributors_up_to_their_own_role(server)
         assert [b["referredNamespace"] for b in mine] == ["team-a"]
 
 
-def test_cluster_admin_role_lookup(server) -> None:
+def test_cluster_admin_role_lookup_about_others_is_for_cluster_admins(server) -> None:
+    with client(server, "root") as root:
+        assert root.get("/kfam/v1/role/clusteradmin", params={"user": "root"}).json() is True
+        assert root.get("/kfam/v1/role/clusteradmin", params={"user": "dave"}).json() is False
+        assert root.get("/kfam/v1/role/clusteradmin", params={"user": "nobody"}).json() is False
     with client(server, "dave") as dave:
-        assert dave.get("/kfam/v1/role/clusteradmin", params={"user": "root"}).json() is True
         assert dave.get("/kfam/v1/role/clusteradmin", params={"user": "dave"}).json() is False
-        assert dave.get("/kfam/v1/role/clusteradmin", params={"user": "nobody"}).json() is False
+        for other in ("root", "alice", "nobody"):  # an admin, a user, no one: the same refusal
+            refused = dave.get("/kfam/v1/role/clusteradmin", params={"user": other})
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["message"] == ("user:dave may ask only whether they themselves are a cluster "
+                                                 "admin (user=dave)")
     plane, _ = server
     assert httpx.get(f"{plane.url}/kfam/v1/role/clusteradmin", params={"user": "root"}).status_code == 401

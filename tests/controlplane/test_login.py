@@ -8,6 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flowdeck.profiles.passwords import hash_password
+from flowdeck.store import open_store
+from flowdeck.store.identity import IdentityStore
 from helpers import ControlPlane, StartControlPlane
 
 USERS = "/apis/flowdeck/v1/users"
@@ -60,8 +63,32 @@ def test_the_eleventh_wrong_password_in_a_minute_is_throttled(server: ControlPla
     assert statuses == [401] * 10 + [429]
     throttled = httpx.post(server.url + "/login", json={"username": "root", "password": PASSWORD})
     assert throttled.status_code == 429 and "too many sign-in attempts" in throttled.json()["message"]
+    # no trusted proxy is configured: a forwarded address is not believed
+    forged = httpx.post(server.url + "/login", json={"username": "root", "password": PASSWORD},
+                        headers={"X-Forwarded-For": "203.0.113.9"})
+    assert forged.status_code == 429
     form = httpx.post(server.url + "/login", data={"username": "nobody", "password": "wrong-password"})
     assert form.status_code == 401 and "wrong user name or password" in form.text  # the page, again
+
+
+def test_behind_a_trusted_proxy_one_clients_wrong_passwords_do_not_lock_out_another(
+        control_plane: StartControlPlane, tmp_path: Path) -> None:
+    home = tmp_path / "proxied"
+    home.mkdir()
+    store = open_store(f"sqlite:///{home / 'flowdeck.db'}")
+    IdentityStore(store.engine).create_user("root", is_cluster_admin=True, password_hash=hash_password(PASSWORD))
+    store.close()
+    server = control_plane(home=home, env={"FLOWDECK_TRUSTED_PROXIES": "127.0.0.1/32"})  # the proxy: this machine
+
+    def sign_in_via_proxy(client: str, password: str, forged: str = "") -> int:
+        forwarded = f"{forged}, {client}" if forged else client  # the proxy appends the address it saw
+        return httpx.post(server.url + "/login", json={"username": "root", "password": password},
+                          headers={"X-Forwarded-For": forwarded}).status_code
+
+    attacker = [sign_in_via_proxy("203.0.113.66", f"wrong-{i}", forged=f"198.51.100.{i}") for i in range(11)]
+    assert attacker == [401] * 10 + [429]  # a made-up address left of the proxy's entry changes nothing
+    assert sign_in_via_proxy("203.0.113.66", PASSWORD) == 429
+    assert sign_in_via_proxy("203.0.113.7", PASSWORD) == 200  # root, from another client behind the same proxy
 
 
 def test_the_login_page_is_a_form_and_next_stays_on_this_server(server: ControlPlane) -> None:

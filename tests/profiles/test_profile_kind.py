@@ -2,7 +2,7 @@
 
 Covers what a team relies on: `flowdeck apply -f profile.yaml` makes the owner able to run pipelines
 there (kfp.Client with their token) while others see nothing of it; only cluster admins create
-profiles; the owner changes the quota; bad specs are one-line 400s; a profile with unfinished runs
+profiles; the owner changes the profile but not its quota; bad specs are one-line 400s; a profile with unfinished runs
 cannot be deleted, and deleting one takes its bindings away.
 """
 
@@ -115,10 +115,10 @@ def test_only_cluster_admins_create_profiles_and_owners_change_them(server, tmp_
         assert bob.delete("/profiles/team-b").status_code == 404
     with api(server, "alice") as alice:
         current = alice.get("/profiles/team-b").json()
-        current["spec"]["resourceQuotaSpec"] = {"hard": {"cpu": "1"}}
-        changed = alice.put("/profiles/team-b", json=current)
+        current["spec"]["plugins"] = [{"kind": "WorkloadIdentity"}]
+        changed = alice.put("/profiles/team-b", json=current)  # the owner changes what is theirs to change
         assert changed.status_code == 200, changed.text
-        assert changed.json()["spec"]["resourceQuotaSpec"]["hard"] == {"cpu": "1"}
+        assert changed.json()["spec"]["plugins"] == [{"kind": "WorkloadIdentity"}]
     with api(server, "root") as root:
         bad = root.put("/profiles/team-c", json={**document, "spec": {"owner": {"name": "bob"},
                                                                        "resourceQuotaSpec": {"hard": {"cpu": "lots"}}}})
@@ -128,6 +128,35 @@ def test_only_cluster_admins_create_profiles_and_owners_change_them(server, tmp_
         assert named.status_code == 400 and named.json()["message"].startswith("metadata.name: a Profile is named")
         scoped = root.get("/namespaces/team-b/profiles/team-b")
         assert scoped.status_code == 400 and "cluster-scoped" in scoped.json()["message"]
+
+
+def test_an_owner_cannot_change_their_own_quota_only_a_cluster_admin_can(server, tmp_path: Path) -> None:
+    apply_profile(server, "team-q", "alice", tmp_path)  # cpu: "4", memory: 8Gi, requests.storage: 5Gi
+    refusal = "user 'alice' may not change spec.resourceQuotaSpec of profile/team-q: only a cluster admin may"
+    with api(server, "alice") as alice:
+        current = alice.get("/profiles/team-q").json()
+        quota = current["spec"]["resourceQuotaSpec"]
+        raised = {**current, "spec": {**current["spec"], "resourceQuotaSpec": {"hard": {"cpu": "64"}}}}
+        dropped = {**current, "spec": {"owner": current["spec"]["owner"]}}  # no quota at all is a raise too
+        for document in (raised, dropped):
+            for answer in (alice.put("/profiles/team-q", json=document),
+                           alice.post("/apply", json={"items": [document]})):
+                assert answer.status_code == 403, answer.text
+                assert answer.json()["message"] == f"{refusal} (leave it as it is)"
+        yaml = tmp_path / "raise.yaml"
+        yaml.write_text(PROFILE_YAML.format(name="team-q", owner="alice").replace('cpu: "4"', 'cpu: "64"'))
+        applied = flowdeck(server, "alice", "apply", "-f", str(yaml), tmp_path=tmp_path)
+        assert applied.returncode != 0 and refusal in applied.stderr, applied.stderr
+        assert alice.get("/profiles/team-q").json()["spec"]["resourceQuotaSpec"] == quota
+        # the same quota, sent back with another change, is no change to it
+        unchanged = alice.put("/profiles/team-q", json={**current, "spec": {**current["spec"], "plugins": []}})
+        assert unchanged.status_code == 200, unchanged.text
+    with api(server, "root") as root:
+        current = root.get("/profiles/team-q").json()
+        current["spec"]["resourceQuotaSpec"] = {"hard": {"cpu": "8"}}
+        assert root.put("/profiles/team-q", json=current).status_code == 200
+    with api(server, "alice") as alice:
+        assert alice.get("/profiles/team-q").json()["spec"]["resourceQuotaSpec"] == {"hard": {"cpu": "8"}}
 
 
 def test_a_profile_with_unfinished_runs_is_not_deleted_and_a_deleted_one_takes_its_bindings(server, tmp_path: Path

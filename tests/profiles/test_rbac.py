@@ -1,5 +1,7 @@
 """Roles and the rules for changing them: who may grant what, and no profile without an owner."""
 
+import threading
+
 import pytest
 
 from flowdeck.profiles.rbac import Principal
@@ -40,3 +42,36 @@ def test_an_admin_grants_up_to_their_own_role_and_the_last_owner_stays(store: St
         bindings.grant("team", "olga", "view", by=root)
     bindings.revoke("team", "user:eve", by=admin)
     assert [b.principal for b in bindings.list(profile="team")] == ["user:adam", "user:olga"]
+
+
+@pytest.mark.parametrize("change", ["revoke", "demote"])
+def test_two_owners_removing_each_other_at_once_leave_one_owner(store: Store, change: str) -> None:
+    bindings = Bindings(store)
+    root = Principal(name="user:root", cluster_admin=True)
+    owners = ("user:olga", "user:otto")
+
+    def remove(profile: str, me: str, other: str, barrier: threading.Barrier, refused: list[BindingError]) -> None:
+        by = Principal(name=me, roles={profile: "owner"})
+        barrier.wait()
+        try:
+            if change == "revoke":
+                bindings.revoke(profile, other, by=by)
+            else:
+                bindings.grant(profile, other, "view", by=by)
+        except BindingError as exc:
+            refused.append(exc)
+
+    for round_ in range(15):
+        profile = f"team-{round_}"
+        for owner in owners:
+            bindings.grant(profile, owner, "owner", by=root)
+        barrier = threading.Barrier(2)
+        refused: list[BindingError] = []
+        threads = [threading.Thread(target=remove, args=(profile, *pair, barrier, refused))
+                   for pair in (owners, owners[::-1])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(bindings.list(profile=profile, role="owner")) == 1, f"round {round_}: no owner left"
+        assert len(refused) == 1 and "must keep an owner" in str(refused[0])

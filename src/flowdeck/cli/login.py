@@ -3,13 +3,16 @@
 `login` signs in with a user name and password (asked for without echo at a terminal, read from
 standard input in scripts) and stores a freshly minted API token, never the password; `--token`
 stores a token made elsewhere (checked first). `logout` revokes the token `login` minted on the
-server and forgets it.
+server and forgets it. A password about to travel unencrypted (plain http to another machine) is
+sent anyway, after a warning.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import sys
+from urllib.parse import urlsplit
 
 import click
 
@@ -17,6 +20,22 @@ from flowdeck.cli.common import FAILURE, CLIError, load_settings
 from flowdeck.cli.userconfig import load_config, save_config
 
 TOKENS = "/apis/flowdeck/v1/tokens"
+
+
+def plain_text_warning(url: str) -> str | None:
+    """The warning to print before a password goes to `url` unencrypted (http, not this machine), or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return None
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"flowdeck: warning: sending your password to {parts.netloc} over plain http: anyone on the network "
+            "path can read it; use an https:// URL")
 
 
 def read_password(*, from_stdin: bool = False, confirm: bool = False) -> str:
@@ -66,6 +85,9 @@ def login(url: str | None, username: str | None, token: str | None, expires: int
         else:
             username = username or click.prompt("User name")
             password = read_password()
+            warning = plain_text_warning(url)
+            if warning:
+                click.echo(warning, err=True)
             client.send("POST", "/login", json={"username": username, "password": password})
             # the login is a cookie, and cookie-authenticated writes must name their origin (CSRF)
             made = client.request("POST", TOKENS, headers={"Origin": url}, json={

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -33,7 +34,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowdeck.controlplane.errors import ApiError, error_response
@@ -219,10 +220,10 @@ class RequestGuard:
         self.context = context
         bind_host = context.bind_host
         self.mode = AccessMode(context)
-        # bound to every interface in single-user mode: the user chose exposure (and was warned)
-        self.any_host = bind_host in ("0.0.0.0", "::") and not context.settings.token
+        # bound to every interface: clients name whatever address reaches it (such a server requires credentials)
+        self.any_host = bind_host in ("0.0.0.0", "::")
         self.hosts = LOOPBACK_NAMES | {bind_host.lower(), f"[{bind_host.lower()}]"}
-        self.public_paths: frozenset[str] | None = None
+        self.public_paths: re.Pattern[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -263,7 +264,7 @@ class RequestGuard:
                                     "this control plane's own pages)")
         scope["state"]["principal"] = principal
         scope["state"]["multi_user"] = self.mode.has_users
-        if not principal.authenticated and scope["path"] not in self._public_paths(scope):
+        if not principal.authenticated and not self._public_paths(scope).fullmatch(scope["path"]):
             raise ApiError(401, "this control plane requires credentials (a bearer token or a login)")
 
     def _principal(self, scope: Scope) -> Principal:
@@ -274,11 +275,13 @@ class RequestGuard:
         except AuthenticationError as exc:
             raise ApiError(exc.status, exc.message) from None
 
-    def _public_paths(self, scope: Scope) -> frozenset[str]:
-        """Paths of routes whose policy is `public` (fixed once the app serves)."""
+    def _public_paths(self, scope: Scope) -> re.Pattern[str]:
+        """One pattern matching the paths of every route whose policy is `public` (fixed once the app serves)."""
         if self.public_paths is None:
             routes = route_policies(scope["app"].routes)
-            self.public_paths = frozenset(path for path, _, policy in routes if policy == "public")
+            patterns = [re.sub(r"\(\?P<\w+>", "(?:", compile_path(path)[0].pattern.strip("^$"))
+                        for path, _, policy in routes if policy == "public"]
+            self.public_paths = re.compile("|".join(f"(?:{pattern})" for pattern in patterns) or "(?!)")
         return self.public_paths
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:

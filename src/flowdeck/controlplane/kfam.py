@@ -3,7 +3,7 @@
     GET    /kfam/v1/bindings?user=&namespace=&role=   {"bindings": [Binding, ...]}
     POST   /kfam/v1/bindings                          Binding: add a contributor (or change their role)
     DELETE /kfam/v1/bindings                          Binding: remove a contributor
-    GET    /kfam/v1/role/clusteradmin?user=NAME       true | false
+    GET    /kfam/v1/role/clusteradmin?user=NAME       true | false (about others: cluster admins only)
 
     Binding = {"user": {"kind": "User", "name": "alice"}, "referredNamespace": "team-a",
                "RoleRef": {"kind": "ClusterRole", "name": "admin" | "edit" | "view"}}
@@ -13,7 +13,9 @@ too), and a profile's owner is listed as `admin`; `flowdeckRole` says which role
 (`owner` included). Unlike Kubeflow, a user holds one role per namespace: POSTing another role
 replaces it. Changes follow `store.bindings`: the caller must manage the namespace and may grant
 or remove roles only up to their own; the last owner stays. Lists show only the bindings of
-namespaces the caller may read. A removed contributor loses access at once, tokens included.
+namespaces the caller may read. A removed contributor loses access at once, tokens included. Whether
+a user is a cluster admin is answered to that user and to cluster admins; anyone else gets a 403,
+whether the user exists or not (so the answer tells nothing about other accounts).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowdeck.controlplane.app import Ctx
 from flowdeck.controlplane.auth import Authenticated, Scoped
-from flowdeck.controlplane.errors import DomainErrorRoute
+from flowdeck.controlplane.errors import ApiError, DomainErrorRoute
 from flowdeck.resources.loader import describe_error
 from flowdeck.resources.model import api_namespace, check_namespace, store_namespace
 from flowdeck.store.bindings import Binding, BindingDenied, BindingError, BindingNotFound, Bindings
@@ -149,10 +151,13 @@ def delete_binding(ctx: Ctx, access: Scoped, document: Annotated[dict[str, Any],
     return binding_view(removed)
 
 
-@router.get("/role/clusteradmin", summary="Whether a user is a cluster admin")
+@router.get("/role/clusteradmin", summary="Whether a user is a cluster admin (another user: cluster admins only)")
 def is_cluster_admin(ctx: Ctx, access: Authenticated,
                      user: Annotated[str, Query(min_length=1, description="A user name.")]) -> bool:
     if f"user:{user}" == access.principal.name:
         return access.principal.cluster_admin
+    if not access.principal.full_cluster_admin:
+        raise ApiError(403, f"{access.principal.name} may ask only whether they themselves are a cluster admin "
+                            f"(user={access.principal.name.partition(':')[2] or access.principal.name})")
     row = ctx.identity.get_user(user)
     return bool(row is not None and row.is_cluster_admin and not row.disabled)

@@ -2,9 +2,10 @@
 
 `POST /login` takes the page's form (answering with a redirect, or the page again with the error)
 or JSON `{"username", "password"}` (answering `{"user": ...}`); either way a success sets the login
-cookie (`profiles.logins`) and a failure says only "wrong user name or password". Attempts are
-throttled per account and per client address (429). `next=` is followed only to a path on this
-server. These routes are public: they are how one gets credentials.
+cookie (`profiles.logins`) and a failure says only "wrong user name or password". Failed attempts
+are throttled per account and client address, per account and per client address (429; behind a
+trusted proxy the client address comes from X-Forwarded-For: `logins.client_address`). `next=` is
+followed only to a path on this server. These routes are public: they are how one gets credentials.
 """
 
 from __future__ import annotations
@@ -93,13 +94,16 @@ async def login(request: Request, ctx: Ctx, _access: Public) -> Response:
 
     if not username or not password:
         return refuse(400, "give a user name and a password")
-    throttled = services.throttle.attempt(username[:253], _client(request))
-    if throttled:
-        return refuse(429, throttled)
-    user = ctx.identity.get_user(username) if len(username) <= 253 else None
-    valid, new_hash = await verify_password_async(user.password_hash if user else None, password)
-    if user is None or not valid or user.disabled:
-        return refuse(401, WRONG)
+    address = logins.client_address(_client(request), request.headers.getlist("x-forwarded-for"),
+                                    ctx.settings.trusted_proxies)
+    with services.throttle.attempt(username[:253], address) as attempt:
+        if attempt.refused:
+            return refuse(429, attempt.refused)
+        user = ctx.identity.get_user(username) if len(username) <= 253 else None
+        valid, new_hash = await verify_password_async(user.password_hash if user else None, password)
+        if user is None or not valid or user.disabled:
+            attempt.failed()
+            return refuse(401, WRONG)
     if new_hash:
         ctx.identity.update_user(user.name, password_hash=new_hash)
     response: Response = (RedirectResponse(next_path, status_code=303) if as_form

@@ -21,8 +21,9 @@
 
 Namespaced resources need `read` in their namespace to be seen and `write` to be changed. A
 cluster-scoped kind that governs a namespace (a Profile governs the namespace it names) is seen by
-that namespace's readers and changed or deleted by its owners (`own`); creating one, and anything
-on other cluster-scoped kinds, takes a cluster admin. What a caller may not see answers 404, like a
+that namespace's readers and changed or deleted by its owners (`own`), except for the spec fields
+the kind keeps for cluster admins (`Kind.admin_fields`: a Profile's quota); creating one, and
+anything on other cluster-scoped kinds, takes a cluster admin. What a caller may not see answers 404, like a
 missing resource. Handlers only translate: the work is `flowdeck.resources.service.ResourceService`'s, reached
 through the resource controller the server runs, and `flowdeck.pipelines.tasklogs`'. Their
 exceptions become error responses in one place, `ResourceRoute`.
@@ -30,13 +31,13 @@ exceptions become error responses in one place, `ResourceRoute`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from flowdeck.controlplane.app import Ctx
 from flowdeck.controlplane.auth import Access, Authenticated, Scoped
@@ -44,7 +45,7 @@ from flowdeck.controlplane.errors import ApiError, DomainErrorRoute
 from flowdeck.pipelines.tasklogs import MISSING_HEADER, NOTES_HEADER, TaskNotFound, find_logs
 from flowdeck.resources.controller import ResourceController
 from flowdeck.resources.kinds import Kind
-from flowdeck.resources.model import DEFAULT_NAMESPACE, store_namespace
+from flowdeck.resources.model import DEFAULT_NAMESPACE, Resource, store_namespace
 from flowdeck.resources.registry import UnknownKind
 from flowdeck.resources.service import (
     NotFound,
@@ -54,6 +55,7 @@ from flowdeck.resources.service import (
     resolve_namespace,
 )
 from flowdeck.store import RunNotFound
+from flowdeck.store.resources import ApplyResult
 
 
 class ResourceRoute(DomainErrorRoute):
@@ -66,6 +68,8 @@ class ResourceRoute(DomainErrorRoute):
 router = APIRouter(prefix="/apis/flowdeck/v1", tags=["resources"], route_class=ResourceRoute)
 
 _OBJECT = "/namespaces/{namespace}/{kind}/{name}"
+#: How often an apply is checked and tried again when a resource changed between the check and the write.
+_PINNED_TRIES = 3
 _CLUSTER_OBJECT = "/{kind}/{name}"
 
 
@@ -117,20 +121,25 @@ def apply_resources(request: ApplyRequest, service: Service, access: Scoped,
                     namespace: Annotated[str | None, Query()] = None) -> dict[str, Any]:
     if namespace is not None:
         _namespace(namespace, access, "write")
-    for document in request.items:
-        metadata = document.get("metadata") if isinstance(document, dict) else None
-        kind_name = document.get("kind") if isinstance(document, dict) else None
-        kind = service.registry.find(kind_name) if isinstance(kind_name, str) else None
-        if kind is not None and kind.cluster_scoped:
-            name = metadata.get("name") if isinstance(metadata, dict) else None
-            if not isinstance(name, str):
-                raise ResourceError("metadata.name: required")
-            may_change_cluster_object(access, service, kind, name)
-            continue
-        named = metadata.get("namespace") if isinstance(metadata, dict) else None
-        target = named if isinstance(named, str) and named else namespace or DEFAULT_NAMESPACE
-        access.require("write", store_namespace(target))
-    applied = service.apply(request.items, namespace)
+
+    def checked() -> list[Any]:
+        items = list(request.items)
+        for number, document in enumerate(items):
+            metadata = document.get("metadata") if isinstance(document, dict) else None
+            kind_name = document.get("kind") if isinstance(document, dict) else None
+            kind = service.registry.find(kind_name) if isinstance(kind_name, str) else None
+            if kind is not None and kind.cluster_scoped:
+                name = metadata.get("name") if isinstance(metadata, dict) else None
+                if not isinstance(name, str):
+                    raise ResourceError("metadata.name: required")
+                items[number] = may_change_cluster_object(access, service, kind, name, document=document)
+                continue
+            named = metadata.get("namespace") if isinstance(metadata, dict) else None
+            target = named if isinstance(named, str) and named else namespace or DEFAULT_NAMESPACE
+            access.require("write", store_namespace(target))
+        return items
+
+    applied = _apply_checked(service, checked, namespace)
     return {"items": [{"result": result, "object": resource.to_json()} for result, resource in applied]}
 
 
@@ -222,18 +231,26 @@ def may_read_cluster_object(access: Access, kind: Kind, name: str) -> None:
 
 
 def may_change_cluster_object(access: Access, service: ResourceService, kind: Kind, name: str,
-                              *, deleting: bool = False) -> None:
+                              *, document: Any = None, deleting: bool = False) -> Any:
     """Allow changing (or deleting) a cluster-scoped object: its namespace's owners may change or delete one that
-    exists, cluster admins anything. Creating takes a cluster admin; deleting what the caller cannot see is a 404."""
+    exists, cluster admins anything. Creating takes a cluster admin; deleting what the caller cannot see is a 404.
+
+    Returns the `document` to apply: an owner's must leave the kind's `admin_fields` as they are, and it is
+    pinned to the version checked, so that a cluster admin's change made meanwhile is not undone."""
     namespace = store_namespace(name)
-    exists = service.find(kind.kind, None, name) is not None
-    readable = exists and kind.governs_namespace and access.can("read", namespace)
-    if readable and access.can("own", namespace):
-        access.record(f"own:{namespace}")
-        return
+    existing = service.find(kind.kind, None, name)
+    readable = existing is not None and kind.governs_namespace and access.can("read", namespace)
     if access.principal.full_cluster_admin:
         access.record("cluster-admin")
-        return
+        return document
+    if existing is not None and readable and access.can("own", namespace):
+        changed = _admin_field_changed(kind, existing.spec, document)
+        if changed is None:
+            access.record(f"own:{namespace}")
+            return _pinned(document, existing.metadata.resourceVersion)
+        access.record(f"denied {kind.kind}/{name} spec.{changed}")
+        raise ApiError(403, f"{_caller(access)} may not change spec.{changed} of {kind.kind.lower()}/{name}: only "
+                            "a cluster admin may (leave it as it is)")
     access.record(f"denied {kind.kind}/{name}")
     if readable:
         raise ApiError(403, f"{_caller(access)} may not change or delete {kind.kind.lower()}/{name}: it takes an "
@@ -241,6 +258,41 @@ def may_change_cluster_object(access: Access, service: ResourceService, kind: Ki
     if deleting:
         raise _not_found(kind, name)
     raise ApiError(403, f"{_caller(access)} may not create {kind.plural}: only a cluster admin may")
+
+
+def _admin_field_changed(kind: Kind, current: dict[str, Any], document: Any) -> str | None:
+    """The first of the kind's `admin_fields` that `document` would set or change, as validated and defaulted.
+
+    A document whose spec is not valid changes nothing here: applying it fails with the reason."""
+    if not kind.admin_fields or not isinstance(document, dict):
+        return None
+    try:
+        wanted = kind.validate_spec(document.get("spec") or {})
+    except ValidationError:
+        return None
+    return next((field for field in kind.admin_fields if wanted.get(field) != current.get(field)), None)
+
+
+def _pinned(document: Any, version: str | None) -> Any:
+    """`document` applied only over `version` (unless it names a version itself)."""
+    if not isinstance(document, dict) or version is None:
+        return document
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("resourceVersion") is not None:
+        return document
+    return {**document, "metadata": {**metadata, "resourceVersion": version}}
+
+
+def _apply_checked(service: ResourceService, checked: Callable[[], list[Any]],
+                   namespace: str | None = None) -> list[tuple[ApplyResult, Resource]]:
+    """Apply the documents `checked()` allows, checking again when a pinned one changed meanwhile (its
+    controller writing its status, say): a few tries, then the conflict is the answer."""
+    for _ in range(_PINNED_TRIES - 1):
+        try:
+            return service.apply(checked(), namespace)
+        except ResourceConflict:
+            continue
+    return service.apply(checked(), namespace)
 
 
 def _caller(access: Access) -> str:
@@ -259,8 +311,9 @@ def get_cluster_resource(kind: str, name: str, service: Service, access: Scoped)
 def put_cluster_resource(kind: str, name: str, document: Annotated[dict[str, Any], Body()], service: Service,
                          access: Scoped) -> JSONResponse:
     found = _cluster_kind(service, kind)
-    may_change_cluster_object(access, service, found, name)
-    [(result, resource)] = service.apply([_named_document(found, name, document)])
+    named = _named_document(found, name, document)
+    [(result, resource)] = _apply_checked(
+        service, lambda: [may_change_cluster_object(access, service, found, name, document=named)])
     return JSONResponse(resource.to_json(), status_code=201 if result == "created" else 200)
 
 

@@ -22,16 +22,15 @@ a credential.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from flowdeck.config import Settings
 from flowdeck.profiles import tokens
 from flowdeck.profiles.logins import COOKIE, SECURE_COOKIE, LoginRefused, check_login
+from flowdeck.profiles.proxies import is_trusted_proxy
 from flowdeck.profiles.rbac import ANONYMOUS, SCOPES, Principal, roles_from_bindings
 from flowdeck.store.identity import IdentityStore
 from flowdeck.store.models import as_utc, utcnow
@@ -157,11 +156,6 @@ def login_cookie(cookie_headers: list[str], https: bool) -> str | None:
     return found[0] if found else None
 
 
-@lru_cache(maxsize=16)
-def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-
-
 def _trusted_header(headers: Sequence[tuple[bytes, bytes]], client: Any,
                     settings: Settings) -> tuple[str, tuple[str, ...]] | None:
     """(user, groups) named by a trusted proxy, or None when the request names no user that way."""
@@ -176,13 +170,7 @@ def _trusted_header(headers: Sequence[tuple[bytes, bytes]], client: Any,
     values = _values(headers, user_header.encode())
     if not values:
         return None
-    peer = client[0] if client else None
-    try:
-        trusted = peer is not None and any(ipaddress.ip_address(peer) in network
-                                           for network in _networks(tuple(settings.trusted_proxies)))
-    except ValueError:
-        trusted = False
-    if not trusted:
+    if not is_trusted_proxy(client[0] if client else None, settings.trusted_proxies):
         raise AuthenticationError(401, f"the {user_header} header is accepted only from a trusted proxy")
     if len(values) > 1:
         raise AuthenticationError(400, f"the request carries several {user_header} headers")

@@ -8,13 +8,15 @@
       resourceQuotaSpec:
         hard: {cpu: "4", memory: 16Gi, requests.nvidia.com/gpu: "1", pods: "3"}
 
-Applying one takes a cluster admin; its owner may then change it (owner, quota) or delete it. Its
-controller makes the owner an `owner` of the namespace (the binding Kubeflow's `namespaceAdmin`
-RoleBinding is), hands that binding over when `spec.owner` changes, and reports `Ready` (or
-`Failed`, with the reason). The run controller reads the quota straight from the stored spec
-(`pipelines.controller.profile_quota`), so a changed quota applies to the next workload at once.
-Deleting a profile is refused while it has unfinished runs; once deleted, every binding of the
-namespace goes with it, while its runs, pipelines and experiments stay (for cluster admins to see).
+Applying one takes a cluster admin; its owner may then change it (its owner, its plugins) or delete
+it, but only a cluster admin sets or changes `resourceQuotaSpec` (`admin_fields`: an owner must not
+raise their own quota; re-applying it unchanged is fine). Its controller makes the owner an `owner`
+of the namespace (the binding Kubeflow's `namespaceAdmin` RoleBinding is), hands that binding over
+when `spec.owner` changes, and reports `Ready` (or `Failed`, with the reason). The run controller
+reads the quota straight from the stored spec (`pipelines.controller.profile_quota`), so a changed
+quota applies to the next workload at once. Deleting a profile is refused while it has unfinished
+runs; once deleted, every binding of the namespace goes with it, while its runs, pipelines and
+experiments stay (for cluster admins to see).
 """
 
 from __future__ import annotations
@@ -189,5 +191,6 @@ PROFILE = Kind(
     deletable=deletable,
     cluster_scoped=True,
     governs_namespace=True,
+    admin_fields=("resourceQuotaSpec",),
     columns=(("OWNER", "spec.owner.name"),),
 )

@@ -6,14 +6,24 @@ without a request and `login_max_seconds` after it began, whatever happens. Ever
 value (no fixation). Over HTTPS the cookie is `Secure` and named with the `__Host-` prefix (the
 browser then refuses it from subdomains and other paths); always HttpOnly, SameSite=Lax, Path=/.
 
-`LoginThrottle` limits password attempts with the `limits` package: per account and per client
-address, counted before the password is checked, so parallel guesses are throttled too.
+`LoginThrottle` limits failed password attempts with the `limits` package, three ways: per account
+and client address (10 a minute: the 11th wrong password in a minute from one place is refused), per
+account from every address together (300 an hour, against guessing spread over many machines; more
+than one address may send, so no single one can lock an account's owner out), and per client address
+over all accounts (100 an hour). Only failures count, so a user's own sign-ins are never held
+against them, and someone else's failures from elsewhere block them only past the per-account
+limit. Attempts still being checked count as failures until they end, so parallel guesses are
+throttled too. Behind a trusted proxy (`trusted_proxies`) the client address is the one the proxies
+name in X-Forwarded-For (`client_address`), not the proxy's.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +33,7 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.responses import Response
 
 from flowdeck.config import Settings
+from flowdeck.profiles.proxies import is_trusted_proxy
 from flowdeck.profiles.tokens import digest
 from flowdeck.store.identity import IdentityStore
 from flowdeck.store.models import as_utc, utcnow
@@ -30,9 +41,12 @@ from flowdeck.store.models import as_utc, utcnow
 COOKIE = "flowdeck_login"
 #: The cookie's name over HTTPS (the prefix makes browsers enforce Secure, Path=/ and no Domain).
 SECURE_COOKIE = "__Host-" + COOKIE
-#: Password attempts allowed per account, and per client address.
-ACCOUNT_LIMIT = "10/minute"
+#: Failed password attempts allowed per (account, client address), per account, and per client address.
+PAIR_LIMIT = "10/minute"
+ACCOUNT_LIMIT = "300/hour"
 ADDRESS_LIMIT = "100/hour"
+#: Longest client address kept (X-Forwarded-For entries are text a proxy passed on).
+_ADDRESS_CHARS = 64
 
 
 def safe_next(value: str | None) -> str:
@@ -93,20 +107,72 @@ def clear_login_cookie(response: Response, *, https: bool) -> None:
     response.delete_cookie(cookie_name(https), path="/", secure=https, httponly=True, samesite="lax")
 
 
+def client_address(peer: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[str]) -> str | None:
+    """Where a sign-in attempt comes from, for throttling: the TCP peer, or, when the peer is a trusted proxy,
+    the nearest X-Forwarded-For entry that is not a trusted proxy.
+
+    Each proxy appends the address it was reached from, so the entries are read from the right; what
+    lies left of the first untrusted one may be made up by the client, and is ignored.
+    """
+    if not is_trusted_proxy(peer, trusted_proxies):
+        return peer
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted_proxy(hop, trusted_proxies):
+            return hop[:_ADDRESS_CHARS]
+    return hops[0][:_ADDRESS_CHARS] if hops else peer
+
+
+@dataclass
+class Attempt:
+    """One password attempt under way: `refused` says why it may not go ahead; `failed()` counts it."""
+
+    refused: str | None = None
+    wrong: bool = False
+
+    def failed(self) -> None:
+        self.wrong = True
+
+
 @dataclass
 class LoginThrottle:
-    """Counts password attempts in memory (one control plane process serves a store)."""
+    """Counts failed password attempts in memory (one control plane process serves a store)."""
 
+    pair: RateLimitItem = parse(PAIR_LIMIT)
     account: RateLimitItem = parse(ACCOUNT_LIMIT)
     address: RateLimitItem = parse(ADDRESS_LIMIT)
 
     def __post_init__(self) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        #: Attempts being checked now, by limit: counted as failures until they end.
+        self._pending: Counter[tuple[str, ...]] = Counter()
+        self._lock = threading.Lock()
 
-    def attempt(self, user: str, address: str | None) -> str | None:
-        """Count an attempt; the reason it must be refused, or None when it may go ahead."""
-        if not self._limiter.hit(self.address, "address", address or "-"):
-            return f"too many sign-in attempts from your address (at most {ADDRESS_LIMIT}); try again later"
-        if not self._limiter.hit(self.account, "account", user):
-            return f"too many sign-in attempts for {user!r} (at most {ACCOUNT_LIMIT}); wait a minute and try again"
-        return None
+    @contextmanager
+    def attempt(self, user: str, address: str | None) -> Iterator[Attempt]:
+        """An attempt to sign in as `user` from `address`: refused (`Attempt.refused`) when a limit is spent,
+        counted when the block calls `Attempt.failed()`."""
+        where = address or "-"
+        limits = ((self.pair, ("pair", user, where), f"for {user!r} (at most {PAIR_LIMIT} failed); wait a "
+                                                      "minute and try again"),
+                  (self.address, ("address", where), f"from your address (at most {ADDRESS_LIMIT} failed); "
+                                                      "try again later"),
+                  (self.account, ("account", user), f"for {user!r} from several addresses (at most "
+                                                     f"{ACCOUNT_LIMIT} failed); try again later"))
+        with self._lock:
+            spent = next((reason for item, key, reason in limits
+                          if not self._limiter.test(item, *key, cost=self._pending[key] + 1)), None)
+            if spent is None:
+                self._pending.update(key for _, key, _ in limits)
+        attempt = Attempt(refused=None if spent is None else f"too many sign-in attempts {spent}")
+        try:
+            yield attempt
+        finally:
+            if spent is None:
+                with self._lock:
+                    self._pending.subtract(key for _, key, _ in limits)
+                    for item, key, _ in limits:
+                        if self._pending[key] <= 0:
+                            del self._pending[key]
+                        if attempt.wrong:
+                            self._limiter.hit(item, *key)

@@ -88,6 +88,9 @@ class Kind:
     #: namespace's readers see the object, its owners change or delete it, and only cluster admins
     #: create one. Objects of other cluster-scoped kinds are for cluster admins alone.
     governs_namespace: bool = False
+    #: Spec fields of such a kind that only a cluster admin may set or change (a Profile's quota): the
+    #: namespace's owners may change the rest of the spec, not these.
+    admin_fields: tuple[str, ...] = ()
     #: Refuses a delete while the resource is still in use (e.g. a Profile with unfinished runs).
     deletable: Deletable | None = None
 

@@ -3,18 +3,22 @@
 Every change names who makes it (a `Principal`): they need the `manage` scope in the profile, may
 grant or take away only roles up to their own (a profile admin cannot make an owner, nor remove
 one; a cluster admin can do anything), and the last owner of a profile can be neither removed nor
-demoted, so no profile is left without someone who may manage it. The Profile kind's controller
+demoted, so no profile is left without someone who may manage it. Each change reads the profile's
+bindings and writes in one transaction that holds them locked, so concurrent changes cannot get
+around that rule (two owners removing each other at once: the second is refused). The Profile kind's controller
 writes the owner binding itself (`ensure_owner`, `remove_profile`); those run as the control plane.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from flowdeck.profiles.rbac import ROLE_ORDER, ROLES, Principal, role_rank
@@ -86,20 +90,19 @@ class Bindings:
         """Give `principal` `role` in `profile` (replacing the role they had), as `by` asks."""
         check_subject(principal)
         check_role(role)
-        current = self.get(profile, principal)
         _may_change(by, profile, role)
-        if current is not None:
-            _may_change(by, profile, current.role)
-            if current.role == "owner" and role != "owner":
-                self._keep_an_owner(profile)
-        with self.engine.begin() as conn:
-            if current is None:
+        with self._changing(profile) as (conn, owners, current):
+            held = current.get(principal)
+            if held is None:
                 try:
                     conn.execute(BindingRow.__table__.insert().values(
                         profile=profile, principal=principal, role=role, created_by=by.name))
                 except IntegrityError:
                     raise BindingError(f"{principal} was bound to profile {profile!r} meanwhile; try again") from None
             else:
+                _may_change(by, profile, held.role)
+                if held.role == "owner" and role != "owner":
+                    _keep_an_owner(profile, owners - {principal})
                 conn.execute(update(BindingRow).where(BindingRow.profile == profile,
                                                       BindingRow.principal == principal).values(role=role))
         identity_changed()
@@ -107,16 +110,16 @@ class Bindings:
 
     def revoke(self, profile: str, principal: str, *, by: Principal) -> Binding:
         """Remove `principal`'s role in `profile`, as `by` asks (not the last owner's)."""
-        current = self.get(profile, principal)
-        if current is None:
-            raise BindingNotFound(f"{principal} has no role in profile {profile!r}")
-        _may_change(by, profile, current.role)
-        if current.role == "owner":
-            self._keep_an_owner(profile)
-        with self.engine.begin() as conn:
+        with self._changing(profile) as (conn, owners, current):
+            held = current.get(principal)
+            if held is None:
+                raise BindingNotFound(f"{principal} has no role in profile {profile!r}")
+            _may_change(by, profile, held.role)
+            if held.role == "owner":
+                _keep_an_owner(profile, owners - {principal})
             conn.execute(delete(BindingRow).where(BindingRow.profile == profile, BindingRow.principal == principal))
         identity_changed()
-        return current
+        return held
 
     def ensure_owner(self, profile: str, principal: str) -> bool:
         """Make `principal` an owner of `profile` (the Profile controller's job); True if anything changed."""
@@ -141,12 +144,31 @@ class Bindings:
         identity_changed()
         return removed
 
-    def _keep_an_owner(self, profile: str) -> None:
+    @contextmanager
+    def _changing(self, profile: str) -> Iterator[tuple[Connection, frozenset[str], dict[str, Binding]]]:
+        """A transaction that changes `profile`'s bindings, with its owners and bindings (by principal) read in it.
+
+        What is read stays true until the transaction commits: on SQLite it holds the database's write
+        lock from the start (`BEGIN IMMEDIATE`), on PostgreSQL it locks the profile's bindings (`FOR
+        UPDATE`), so two owners removing each other at once are served one after the other and the second
+        is refused instead of leaving the profile without an owner.
+        """
         with self.engine.connect() as conn:
-            owners = conn.execute(select(func.count()).select_from(BindingRow).where(
-                BindingRow.profile == profile, BindingRow.role == "owner")).scalar_one()
-        if owners <= 1:
-            raise BindingError(f"profile {profile!r} must keep an owner: add another owner first")
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            query = select(BindingRow).where(BindingRow.profile == profile)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            current = {row.principal: _binding(row) for row in conn.execute(query)}
+            owners = frozenset(name for name, held in current.items() if held.role == "owner")
+            yield conn, owners, current
+            conn.commit()
+
+
+def _keep_an_owner(profile: str, others: frozenset[str]) -> None:
+    """Refuse a change that would leave `profile` without an owner (`others`: the owners it leaves)."""
+    if not others:
+        raise BindingError(f"profile {profile!r} must keep an owner: add another owner first")
 
 
 def _may_change(by: Principal, profile: str, role: str) -> None:
