@@ -74,6 +74,8 @@ class ControlPlane:
     process: subprocess.Popen[str]
     url: str = ""
     output: list[str] = field(default_factory=list)
+    #: Its FLOWDECK_HOME (its SQLite database is `home / "flowdeck.db"` unless a URL was given).
+    home: Path | None = None
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Send `signum` and wait for the exit status (SIGKILL after `timeout`)."""
@@ -102,7 +104,7 @@ def start_control_plane(home: Path, env: dict[str, str] | None = None, args: Seq
         [sys.executable, "-m", "flowdeck.cli.main", "up", "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
     )
-    server = ControlPlane(process)
+    server = ControlPlane(process, home=home)
     ready = threading.Event()
 
     def read() -> None:

@@ -34,7 +34,7 @@ from flowdeck.controlplane.auth import route_policies
 from flowdeck.profiles import tokens
 from flowdeck.store import open_store
 from flowdeck.store.identity import IdentityStore
-from flowdeck.store.models import utcnow
+from flowdeck.store.models import ArtifactRow, utcnow
 from helpers import ControlPlane, start_control_plane, wait_for
 
 #: user -> (profile, role); "root" is a cluster admin.
@@ -149,7 +149,17 @@ def team_a(server: tuple[ControlPlane, dict[str, str]], spec: dict[str, Any]) ->
         resource = "/flowdeck/v1/namespaces/team-a/pipelineruns/alpha-pr"
         ok(api.put(resource, json=pipeline_run(spec)))
         assert wait_for(lambda: "runId" in api.get(resource).json().get("status", {}), timeout=30)
-    return {"exp": experiment["experiment_id"], "pl": pipeline["pipeline_id"],
+    artifact = uuid.uuid4().hex  # adder writes no artifact: team-a's run gets one, as if it had
+    store = open_store(f"sqlite:///{server[0].home / 'flowdeck.db'}")
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(ArtifactRow.__table__.insert().values(
+                id=artifact, run_id=run["run_id"], name="report", uri=str(server[0].home / "report.html"),
+                schema_title="system.HTML", metadata={}, created_at=utcnow()))
+    finally:
+        store.close()
+    (server[0].home / "report.html").write_text("<p>team-a's report</p>")
+    return {"exp": experiment["experiment_id"], "pl": pipeline["pipeline_id"], "art": artifact,
             "ver": versions[-1]["pipeline_version_id"], "run": run["run_id"], "run8": run["run_id"][:8],
             "rr": recurring["recurring_run_id"], "ns": "team-a", "name": "a-pipeline", "pr": "alpha-pr",
             "user": "a-owner", "tok": VICTIM_TOKEN}
@@ -162,7 +172,7 @@ def missing_ids(team_a: dict[str, str]) -> dict[str, str]:
 
 
 def probes(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """Every endpoint, aimed at team-a's objects through placeholders ({exp}, {pl}, {ver}, {run}, {rr}, {ns},
+    """Every endpoint, aimed at team-a's objects through placeholders ({exp}, {pl}, {ver}, {run}, {rr}, {art}, {ns},
     {name}, {pr}, {user}, {tok}; {own}: an experiment of the caller's own): (method, path, request keywords)."""
     source = {"pipeline_version_reference": {"pipeline_id": "{pl}"}, "runtime_config": {"parameters": {"a": 1}}}
     package = {"files": {"uploadfile": ("p.yaml", json.dumps(spec).encode())}}
@@ -260,6 +270,22 @@ def probes(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         # the dashboard's pages show only what the visitor may read
         ("GET", "/", {}),
         ("GET", "/", {"params": {"ns": "{ns}"}}),
+        ("GET", "/runs", {"params": {"ns": "{ns}"}}),
+        ("GET", "/runs", {"params": {"experiment": "{exp}"}}),
+        ("GET", "/runs/{run}", {}),
+        ("GET", "/runs/{run}/state", {}),
+        ("GET", "/runs/{run}/graph", {"params": {"path": "x"}}),
+        ("GET", "/runs/{run}/tasks/x", {}),
+        ("GET", "/runs/{run}/tasks/x/logs", {"params": {"attempt": 1}}),
+        ("GET", "/artifacts/{art}", {}),
+        ("GET", "/artifacts/{art}/content", {}),
+        ("GET", "/artifacts/{art}/content", {"params": {"file": "x"}}),
+        ("GET", "/pipelines", {"params": {"ns": "{ns}"}}),
+        ("GET", "/pipelines/{pl}", {}),
+        ("GET", "/pipelines/{pl}", {"params": {"version": "{ver}"}}),
+        ("GET", "/experiments", {"params": {"ns": "{ns}"}}),
+        ("GET", "/experiments/{exp}", {}),
+        ("GET", "/compare", {"params": {"runs": "{run}"}}),
     ]
 
 
@@ -405,7 +431,7 @@ def test_lists_and_page_tokens_show_nothing_of_other_profiles(server, team_a, us
         pages = {kind: ok(owner.get(f"/v2beta1/{kind}", params={"page_size": 1, "namespace": "team-a"}))
                  for kind, _ in kinds}
         versions = ok(owner.get(f"/v2beta1/pipelines/{team_a['pl']}/versions", params={"page_size": 1}))
-    ids = [v for k, v in team_a.items() if k in ("exp", "pl", "ver", "run", "rr")]
+    ids = [v for k, v in team_a.items() if k in ("exp", "pl", "ver", "run", "rr", "art")]
     with client(server, user) as api:
         for kind, key in kinds:
             listed = api.get(f"/v2beta1/{kind}", params={"page_size": 200}).text

@@ -54,7 +54,7 @@ class DomainErrorRoute(APIRoute):
         caught = tuple(kind for kind, _ in statuses)
 
         async def route(request: Request) -> Response:
-            _refuse_nul_bytes(request)
+            refuse_nul_bytes(request)
             try:
                 return await handler(request)
             except caught as exc:
@@ -64,7 +64,8 @@ class DomainErrorRoute(APIRoute):
         return route
 
 
-def _refuse_nul_bytes(request: Request) -> None:
+def refuse_nul_bytes(request: Request) -> None:
+    """A 400 for a path or query parameter holding a NUL byte (PostgreSQL can neither compare nor store one)."""
     for kind, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
         for name, value in items:
             if "\x00" in str(value):

@@ -14,7 +14,7 @@ import importlib
 from fastapi import APIRouter
 
 #: Page modules, each with a `router`; order matters only where paths overlap.
-PAGES = ("home", "static")
+PAGES = ("home", "static", "artifacts", "run_detail", "runs", "pipelines", "experiments")
 
 router = APIRouter(include_in_schema=False)
 for _module in PAGES:

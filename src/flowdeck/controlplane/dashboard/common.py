@@ -7,8 +7,9 @@ sets `?ns=NAME` (kept in a cookie, so links need not carry it); without one, lis
 the visitor may read. Choosing a profile one may not read shows what a profile with no objects shows.
 
 Handlers raise `ApiError` as the API does; `DashboardRoute` answers it with an HTML error page of the
-same status. Pages allow no inline script (`PAGE_POLICY`): data for scripts travels as JSON in
-`<script type="application/json">` blocks, and user strings are escaped by Jinja2's autoescaping.
+same status (and refuses parameters holding a NUL byte first, as the API does). Pages allow no
+inline script (`PAGE_POLICY`): data for scripts travels as JSON in `<script type="application/json">`
+blocks, and user strings are escaped by Jinja2's autoescaping.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy import select, union
 from flowdeck import __version__
 from flowdeck.controlplane.app import Ctx, ServerContext
 from flowdeck.controlplane.auth import Access, Scoped
-from flowdeck.controlplane.errors import ApiError
+from flowdeck.controlplane.errors import ApiError, refuse_nul_bytes
 from flowdeck.controlplane.rendering import render
 from flowdeck.resources.model import api_namespace, store_namespace
 from flowdeck.store.models import ExperimentRow, PipelineRow, ResourceRow
@@ -98,6 +99,14 @@ def view(request: Request, ctx: Ctx, access: Scoped,
 PageView = Annotated[View, Depends(view)]
 
 
+def query_text(name: str, value: str | None, limit: int = 512) -> str:
+    """A text query parameter without surrounding blanks ("" when absent); a 400 naming it when too long."""
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise ApiError(400, f"{name} is too long: {len(value)} characters, at most {limit}")
+    return value
+
+
 class DashboardRoute(APIRoute):
     """A page route: errors become HTML pages with their status, and every answer carries `PAGE_POLICY`."""
 
@@ -106,6 +115,7 @@ class DashboardRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             try:
+                refuse_nul_bytes(request)
                 response = await handler(request)
             except ApiError as exc:
                 response = render("dashboard/error.html", title=f"Error {exc.status}", status=exc.status,
