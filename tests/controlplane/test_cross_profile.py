@@ -522,3 +522,15 @@ def test_up_on_a_public_address_refuses_to_start_until_someone_can_sign_in(tmp_p
         assert httpx.get(f"http://127.0.0.1:{port}/apis/v2beta1/runs").status_code == 401
     finally:
         plane.stop()
+
+
+def test_files_outside_the_artifact_store_are_shown_to_cluster_admins_only(server, team_a) -> None:
+    """An importer may name any local path (the store's own database too): the dashboard serves such a file to a
+    full cluster admin, never to a profile's own members."""
+    content = f"/artifacts/{team_a['art']}/content"
+    with client(server, "a-owner", apis=False) as owner:
+        refused = owner.get(content)
+        assert refused.status_code == 404 and "outside the artifact store" in refused.text
+        assert "team-a's report" not in owner.get(f"/artifacts/{team_a['art']}").text
+    with client(server, "root", apis=False) as root:
+        assert root.get(content).text == "<p>team-a's report</p>"

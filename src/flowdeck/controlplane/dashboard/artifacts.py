@@ -109,6 +109,18 @@ def _store(view: View) -> ArtifactStore:
     return ArtifactStore(view.ctx.settings.resolved_artifact_root)
 
 
+def _shown_listing(view: View, store: ArtifactStore, uri: str) -> Listing:
+    """What is at `uri`, as far as the visitor may see: a local file outside the artifact root (an importer may
+    name any path on this machine, the store's own database included) is shown to full cluster admins only."""
+    local = store.local_path(uri)
+    if local is not None and not view.access.principal.full_cluster_admin:
+        root = store.local_path(view.ctx.settings.resolved_artifact_root)
+        real = os.path.realpath(local)
+        if root is None or not (real + os.sep).startswith(os.path.realpath(root) + os.sep):
+            return Listing(False, outside=True)
+    return _listing(store, uri)
+
+
 @dataclass
 class Listing:
     """What is at an artifact's URI: nothing, one file, or a directory of files (relative names)."""
@@ -118,6 +130,8 @@ class Listing:
     files: tuple[str, ...] = ()
     #: Whether the directory holds more files than `files` lists.
     more: bool = False
+    #: A local path outside the artifact root, not shown to this visitor (see `_shown_listing`).
+    outside: bool = False
 
 
 def _listing(store: ArtifactStore, uri: str) -> Listing:
@@ -174,7 +188,7 @@ def artifact_page(artifact_id: str, view: PageView) -> HTMLResponse:
     artifact = owned.artifact
     producers, consumers = _lineage(view, owned)
     store = _store(view)
-    listing = _listing(store, artifact.uri)
+    listing = _shown_listing(view, store, artifact.uri)
     metadata = artifact.artifact_metadata or {}
     kind = artifact.schema_title
     shown: dict[str, Any] = {}
@@ -224,7 +238,10 @@ def artifact_content(artifact_id: str, view: PageView,
     owned = _owned(view, artifact_id)
     store = _store(view)
     uri = owned.artifact.uri
-    listing = _listing(store, uri)
+    listing = _shown_listing(view, store, uri)
+    if listing.outside:
+        raise ApiError(404, f"artifact {artifact_id!r} lies outside the artifact store; only a cluster admin may "
+                            "read it here")
     if not listing.exists:
         raise ApiError(404, f"artifact {artifact_id!r} has no content at {uri}")
     if listing.directory and file is None:
