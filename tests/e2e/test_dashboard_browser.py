@@ -114,7 +114,13 @@ def test_a_run_shows_its_dag_task_logs_and_classification_charts(
 
 def test_comparing_two_runs_highlights_the_parameter_that_differs(
         server: ControlPlane, evaluated: tuple[str, str], page: Page, shot: Shot) -> None:
-    page.goto(f"{server.url}/runs")
+    page.goto(server.url + "/")
+    expect(page.locator("#system-status")).to_contain_text("SQLite")
+    for run_id in evaluated:
+        expect(page.locator(f"#run-{run_id}")).to_contain_text("SUCCEEDED")
+    shot(page, "home")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Runs", exact=True).first.click()
     for run_id in evaluated:
         page.locator(f'input[name="runs"][value="{run_id}"]').check()
     with page.expect_navigation():

@@ -1,4 +1,5 @@
-"""The dashboard's home page: recent runs and pipelines, what is running now, and where the APIs are.
+"""The dashboard's home page: recent runs and pipelines, what is running now, the system's status (its
+database, how many runs it executes at once) and where the APIs are.
 
 kfp.Client prints links such as `/#/runs/details/<id>` (the KFP UI's routes); `static/dashboard.js`
 sends those on to the matching page here.
@@ -26,6 +27,9 @@ def home(view: PageView) -> HTMLResponse:
                                  sort="created_at", desc=True, page_size=RECENT, namespaces=namespaces))
     pipelines = Pipelines(view.ctx.store).list(ListQuery(sort="created_at", desc=True, page_size=RECENT,
                                                          namespaces=namespaces))
+    system = {"database": {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(
+                  view.ctx.store.engine.dialect.name, view.ctx.store.engine.dialect.name),
+              "capacity": view.ctx.settings.max_concurrent_runs}
     return view.render("home.html", title="Home", runs=recent.rows, total_runs=recent.total_size,
                        active=active.rows, total_active=active.total_size, pipelines=pipelines.rows,
-                       base_url=str(view.request.base_url).rstrip("/"))
+                       base_url=str(view.request.base_url).rstrip("/"), system=system)
