@@ -524,13 +524,26 @@ def test_up_on_a_public_address_refuses_to_start_until_someone_can_sign_in(tmp_p
         plane.stop()
 
 
-def test_files_outside_the_artifact_store_are_shown_to_cluster_admins_only(server, team_a) -> None:
-    """An importer may name any local path (the store's own database too): the dashboard serves such a file to a
-    full cluster admin, never to a profile's own members."""
-    content = f"/artifacts/{team_a['art']}/content"
+def test_artifact_files_outside_readable_runs_are_shown_to_cluster_admins_only(server, team_a) -> None:
+    """An importer may name any URI: a file elsewhere on the machine (the store's own database, say) or the
+    artifact root itself (every profile's outputs). The dashboard serves such a file to full cluster admins
+    only, never to a profile's own members."""
+    plane, _ = server
+    root_artifact = uuid.uuid4().hex
+    store = open_store(f"sqlite:///{plane.home / 'flowdeck.db'}")
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(ArtifactRow.__table__.insert().values(
+                id=root_artifact, run_id=team_a["run"], name="everything", uri=str(plane.home / "artifacts"),
+                schema_title="system.Dataset", metadata={}, created_at=utcnow()))
+    finally:
+        store.close()
     with client(server, "a-owner", apis=False) as owner:
-        refused = owner.get(content)
-        assert refused.status_code == 404 and "outside the artifact store" in refused.text
-        assert "team-a's report" not in owner.get(f"/artifacts/{team_a['art']}").text
+        for artifact in (team_a["art"], root_artifact):
+            refused = owner.get(f"/artifacts/{artifact}/content")
+            assert refused.status_code == 404 and "outside the runs you may read" in refused.text
+            page = owner.get(f"/artifacts/{artifact}")
+            assert page.status_code == 200 and "outside the runs you may read" in page.text
     with client(server, "root", apis=False) as root:
-        assert root.get(content).text == "<p>team-a's report</p>"
+        assert root.get(f"/artifacts/{team_a['art']}/content").text == "<p>team-a's report</p>"
+        assert "outside the runs" not in root.get(f"/artifacts/{root_artifact}").text

@@ -132,3 +132,21 @@ def test_a_stopped_controller_resumes_its_runs_without_rerunning_succeeded_tasks
     tasks = states_by_name(store, run_id)
     assert {t.state for t in tasks.values()} == {"SUCCEEDED"}
     assert tasks["wait-for-go"].attempts == 2
+
+
+def test_the_execution_cache_is_shared_within_a_profile_never_across(
+        controller: RunController, store: Store, tmp_path: Path) -> None:
+    """A run reuses an identical task of its own profile's earlier run, never one of another profile's (whose
+    inputs, credentials and logs it may not see)."""
+    def finished(namespace: str) -> dict[str, Any]:
+        run_id = controller.create_run(pipeline_spec=spec(flaky), parameters={"marker_dir": str(tmp_path)},
+                                       namespace=namespace)
+        assert wait_state(store, run_id, {"SUCCEEDED", "FAILED"}) == "SUCCEEDED"
+        return states_by_name(store, run_id)
+
+    (tmp_path / "failed-once").touch()  # fail_once succeeds at once
+    first = finished("team-a")
+    assert not first["count"].cached
+    assert finished("team-a")["count"].cached  # the same profile: served from the cache
+    assert not finished("team-b")["count"].cached  # another profile: runs again
+    assert (tmp_path / "first.count").read_text().count("x") == 2

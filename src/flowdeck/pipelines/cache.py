@@ -3,7 +3,8 @@
 A task's fingerprint covers what determines its result: the component's interface, the executor's
 image/command/args, and the resolved inputs (parameter values; artifact URIs and metadata). With a
 user `cacheKey` the fingerprint is the component name plus that key alone. Entries are scoped to
-the pipeline name, like the KFP backend's cache.
+the pipeline name, like the KFP backend's cache, and to the run's profile: a run never reuses (nor
+sees the logs of) an execution of another profile, whose inputs and credentials it may not have.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from flowdeck.artifacts import is_local
 
 def fingerprint(*, component_name: str, component: dict[str, Any], container: dict[str, Any],
                 parameters: dict[str, Any], artifacts: dict[str, list[dict[str, Any]]],
-                cache_key: str | None = None) -> str:
+                cache_key: str | None = None, namespace: str = "") -> str:
     if cache_key:
         payload: Any = [component_name, cache_key]
     else:
@@ -32,7 +33,7 @@ def fingerprint(*, component_name: str, component: dict[str, Any], container: di
                 for name, items in sorted(artifacts.items())
             },
         }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps([namespace, payload], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -714,6 +714,7 @@ class Engine:
         node.fingerprint = cache_keys.fingerprint(
             component_name=node.component_name, component=component, container=container,
             parameters=node.parameters_in, artifacts=node.artifacts_in, cache_key=options.get("cacheKey"),
+            namespace=self.options.namespace,
         )
         self.record.task_changed(node, fingerprint=node.fingerprint)
         if not (self.options.enable_caching and options.get("enableCache")):

@@ -46,6 +46,8 @@ INLINE_TYPES = frozenset({"text/html", "text/plain", "text/csv", "text/tab-separ
                           "image/png", "image/jpeg", "image/gif", "image/webp"})
 #: A directory's page lists at most this many of its files.
 LISTED_FILES = 200
+#: The page shows at most this much of an artifact's metadata (as indented JSON).
+METADATA_CHARS = 64 * 1024
 _READ_CHUNK = 1 << 16
 
 
@@ -79,7 +81,8 @@ def _owned(view: View, artifact_id: str) -> Owned:
         if artifact is not None and run_id is None:
             run_id = session.scalars(
                 select(TaskRow.run_id).join(EventRow, EventRow.task_id == TaskRow.id)
-                .where(EventRow.artifact_id == artifact_id, EventRow.type == "OUTPUT").limit(1)).first()
+                .where(EventRow.artifact_id == artifact_id, EventRow.type == "OUTPUT")
+                .order_by(TaskRow.created_at, EventRow.id).limit(1)).first()  # its first writer, not a cache reuse
         run = session.get(RunRow, run_id) if run_id is not None else None
     if artifact is None or run is None:
         raise missing()
@@ -110,15 +113,34 @@ def _store(view: View) -> ArtifactStore:
 
 
 def _shown_listing(view: View, store: ArtifactStore, uri: str) -> Listing:
-    """What is at `uri`, as far as the visitor may see: a local file outside the artifact root (an importer may
-    name any path on this machine, the store's own database included) is shown to full cluster admins only."""
-    local = store.local_path(uri)
-    if local is not None and not view.access.principal.full_cluster_admin:
-        root = store.local_path(view.ctx.settings.resolved_artifact_root)
-        real = os.path.realpath(local)
-        if root is None or not (real + os.sep).startswith(os.path.realpath(root) + os.sep):
-            return Listing(False, outside=True)
+    """What is at `uri`, as far as the visitor may see. An importer may name any URI (the artifact root itself,
+    another profile's run, the store's own database): unless the visitor is a full cluster admin, only URIs
+    inside the directory of a run they may read (`<artifact root>/<pipeline>/<run id>/...`) are shown."""
+    if not view.access.principal.full_cluster_admin and not _in_readable_run(view, store, uri):
+        return Listing(False, outside=True)
     return _listing(store, uri)
+
+
+def _in_readable_run(view: View, store: ArtifactStore, uri: str) -> bool:
+    root = view.ctx.settings.resolved_artifact_root
+    local, local_root = store.local_path(uri), store.local_path(root)
+    if local is not None and local_root is not None:
+        base, target = os.path.realpath(local_root), os.path.realpath(local)
+        if not target.startswith(base + os.sep):
+            return False
+        parts = os.path.relpath(target, base).split(os.sep)
+    elif local is None and local_root is None:
+        base = root.rstrip("/") + "/"
+        parts = uri[len(base):].split("/") if uri.startswith(base) else []
+        if ".." in parts:
+            return False
+    else:
+        return False
+    if len(parts) < 2:  # the root or a pipeline's directory: every run's outputs
+        return False
+    with view.ctx.store.engine.connect() as conn:
+        namespace = conn.execute(select(RunRow.namespace).where(RunRow.id == parts[1])).scalar()
+    return namespace is not None and view.can("read", namespace)
 
 
 @dataclass
@@ -130,7 +152,7 @@ class Listing:
     files: tuple[str, ...] = ()
     #: Whether the directory holds more files than `files` lists.
     more: bool = False
-    #: A local path outside the artifact root, not shown to this visitor (see `_shown_listing`).
+    #: Outside the runs this visitor may read, so not shown (see `_shown_listing`).
     outside: bool = False
 
 
@@ -194,20 +216,24 @@ def artifact_page(artifact_id: str, view: PageView) -> HTMLResponse:
     shown: dict[str, Any] = {}
     if kind == "system.Metrics":
         shown["metrics"] = previews.metric_rows(metadata)
-        metadata = {}
+        if isinstance(metadata, dict):  # anything else is shown as it is, below
+            metadata = {}
     elif kind == "system.ClassificationMetrics":
         shown.update(_classification(metadata))
-        metadata = {k: v for k, v in metadata.items() if k not in ("confusionMatrix", "confidenceMetrics")}
+        if isinstance(metadata, dict):
+            metadata = {k: v for k, v in metadata.items() if k not in ("confusionMatrix", "confidenceMetrics")}
     elif kind in ("system.Markdown", "system.Dataset") and listing.exists:
         shown.update(_file_view(store, artifact, listing, kind))
+    metadata_json = json.dumps(metadata, indent=2, ensure_ascii=False) if metadata else ""
     return view.render("artifact.html", title=artifact.name or artifact.id, artifact=artifact, run=owned.run,
                        kind=kind, producers=producers, consumers=consumers, listing=listing,
-                       metadata_json=json.dumps(metadata, indent=2, ensure_ascii=False) if metadata else "", **shown)
+                       metadata_json=metadata_json[:METADATA_CHARS], metadata_cut=len(metadata_json) > METADATA_CHARS,
+                       **shown)
 
 
-def _classification(metadata: dict[str, Any]) -> dict[str, Any]:
+def _classification(metadata: Any) -> dict[str, Any]:
     points = previews.roc_curve(metadata)
-    return {"matrix": previews.confusion_matrix(metadata), "roc": points,
+    return {"matrix": previews.confusion_matrix(metadata), "roc": previews.roc_table(points), "roc_total": len(points),
             "roc_chart": previews.roc_chart(points) if points else None, "auc": previews.area_under(points)}
 
 
@@ -240,8 +266,8 @@ def artifact_content(artifact_id: str, view: PageView,
     uri = owned.artifact.uri
     listing = _shown_listing(view, store, uri)
     if listing.outside:
-        raise ApiError(404, f"artifact {artifact_id!r} lies outside the artifact store; only a cluster admin may "
-                            "read it here")
+        raise ApiError(404, f"artifact {artifact_id!r} lies outside the runs you may read; only a cluster admin "
+                            "may read it here")
     if not listing.exists:
         raise ApiError(404, f"artifact {artifact_id!r} has no content at {uri}")
     if listing.directory and file is None:
