@@ -14,6 +14,7 @@ import httpx
 import kfp
 import pytest
 
+from flowdeck.store import Store, open_store
 from helpers import ControlPlane, start_control_plane
 from sample_pipelines import evaluation
 
@@ -29,6 +30,14 @@ def dashboard(dashboard_home: Path) -> Iterator[ControlPlane]:
     server = start_control_plane(dashboard_home)
     yield server
     assert server.stop() in (0, -signal.SIGTERM), "\n".join(server.output)
+
+
+@pytest.fixture(scope="module")
+def store(dashboard: ControlPlane, dashboard_home: Path) -> Iterator[Store]:
+    """The running dashboard's own database, to write rows into (pages read rows: no execution needed)."""
+    opened = open_store(f"sqlite:///{dashboard_home / 'flowdeck.db'}")
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ No `from __future__ import annotations` here: kfp reads the components' annotati
 
 import json
 import re
+import uuid
 from html.parser import HTMLParser
 from typing import Any, Dict, List
 
@@ -17,8 +18,11 @@ import httpx
 import kfp
 import pytest
 from kfp import dsl
+from sqlalchemy import insert
 
 from flowdeck.controlplane.dashboard import previews
+from flowdeck.store import Store
+from flowdeck.store.models import ArtifactRow
 
 HOSTILE_RUN_NAME = "<script>alert('run')</script>"
 
@@ -259,3 +263,47 @@ def test_a_preview_reads_only_the_start_of_a_large_file() -> None:
     table = previews.table_preview(stream, "huge.csv")
     assert table.header == ["a", "b", "c"] and len(table.rows) == previews.PREVIEW_ROWS and table.more
     assert stream.served <= previews.PREVIEW_BYTES + 1
+
+
+def logged(store: Store, run_id: str, artifact_id: str, schema_title: str, metadata: Any) -> str:
+    """An artifact of run `run_id` with `metadata` as given (a user may log any JSON), written as a row."""
+    with store.engine.begin() as conn:
+        conn.execute(insert(ArtifactRow.__table__), [{"id": artifact_id, "run_id": run_id, "name": artifact_id,
+                                                      "uri": f"/nowhere/{artifact_id}", "schema_title": schema_title,
+                                                      "metadata": metadata}])
+    return artifact_id
+
+
+@pytest.mark.parametrize("schema_title, metadata", [
+    ("system.ClassificationMetrics", {"confusionMatrix": {"structure": "oops", "rows": 3}, "confidenceMetrics": 7}),
+    ("system.ClassificationMetrics", {"confusionMatrix": {"categories": 5, "rows": [[1]]},
+                                      "confidenceMetrics": [1, {"recall": "x"}]}),
+    ("system.ClassificationMetrics", {"confusionMatrix": {"annotationSpecs": [{"displayName": "a"}], "rows": "x"}}),
+    ("system.ClassificationMetrics", [1, 2]),
+    ("system.ClassificationMetrics", "text"),
+    ("system.Metrics", [1, 2]),
+    ("system.Metrics", 3.5),
+])
+def test_odd_metadata_shows_as_not_logged(pages: httpx.Client, store: Store, evaluated: str,
+                                          schema_title: str, metadata: Any) -> None:
+    artifact = logged(store, evaluated, f"odd-{uuid.uuid4().hex[:12]}", schema_title, metadata)
+    shown = page(pages, artifact)
+    if schema_title == "system.Metrics":
+        assert "No metrics were logged." in shown
+    else:
+        assert "No confusion matrix or ROC curve was logged." in shown
+    assert 'id="metadata-title"' in shown  # what was logged is still there to read
+
+
+def test_large_roc_curves_and_metadata_are_cut_for_the_page(pages: httpx.Client, store: Store,
+                                                             evaluated: str) -> None:
+    readings = [{"confidenceThreshold": 1 - i / 999, "falsePositiveRate": i / 999, "recall": (i / 999) ** 0.5}
+                for i in range(1000)]
+    artifact = logged(store, evaluated, "big-roc", "system.ClassificationMetrics",
+                      {"confidenceMetrics": readings, "notes": "x" * 200_000})
+    shown = page(pages, artifact)
+    rows = tables(shown)["roc-points"]
+    assert len(rows) == 1 + previews.ROC_TABLE_POINTS and "101 of 1000, evenly spread" in shown
+    assert rows[1][1:] == ["0", "0"] and rows[-1][1:] == ["1", "1"]  # both ends of the curve are listed
+    assert len(embedded(shown, "roc-data")["x"]) == 1000  # the chart draws every point
+    assert 'id="metadata-cut"' in shown and len(shown) < 150_000

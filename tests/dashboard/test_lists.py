@@ -6,8 +6,8 @@ real upload through kfp.Client.
 """
 
 import html
+import json
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,21 +17,14 @@ import pytest
 from kfp import compiler
 from sqlalchemy import insert
 
-from flowdeck.store import RunRow, Store, open_store
+from flowdeck.store import RunRow, Store
 from flowdeck.store.catalog import Experiments, Pipelines
+from flowdeck.store.models import ArtifactRow, EventRow, TaskRow
 from sample_pipelines import evaluation
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 SPEC = {"pipelineInfo": {"name": "listed"}, "root": {"dag": {"tasks": {}}}}
 HOSTILE = "<script>alert('x')</script>\"&"
-
-
-@pytest.fixture(scope="module")
-def store(dashboard, dashboard_home: Path) -> Iterator[Store]:
-    """The running dashboard's own database, to write rows into."""
-    opened = open_store(f"sqlite:///{dashboard_home / 'flowdeck.db'}")
-    yield opened
-    opened.close()
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +191,66 @@ def test_hostile_names_are_escaped_in_every_list(pages: httpx.Client, store: Sto
         assert page.status_code == 200, url
         assert HOSTILE not in page.text and "<script>alert" not in page.text, url
         assert escaped in page.text, url
+
+
+def metrics_run(store: Store, run_id: str, metrics: dict) -> None:
+    """A finished run whose one task logged `metrics` (a system.Metrics output), written as rows."""
+    with store.engine.begin() as conn:
+        conn.execute(insert(RunRow), [{"id": run_id, "pipeline_name": "scored", "display_name": run_id,
+                                       "state": "SUCCEEDED", "pipeline_spec": SPEC, "origin": "server",
+                                       "created_at": START}])
+        conn.execute(insert(TaskRow), [{"id": f"{run_id}-task", "run_id": run_id, "name": "score",
+                                        "display_name": "score", "path": "score", "kind": "container",
+                                        "state": "SUCCEEDED"}])
+        conn.execute(insert(ArtifactRow.__table__), [{"id": f"{run_id}-metrics", "run_id": run_id, "name": "metrics",
+                                                      "uri": f"/nowhere/{run_id}", "schema_title": "system.Metrics",
+                                                      "metadata": metrics}])
+        conn.execute(insert(EventRow), [{"task_id": f"{run_id}-task", "artifact_id": f"{run_id}-metrics",
+                                         "type": "OUTPUT", "key": "metrics"}])
+
+
+def strict_json(text: str) -> object:
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are not JSON."""
+    return json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} in the page's JSON"))
+
+
+def test_compare_charts_non_finite_metrics_as_gaps_and_shows_them_as_text(pages: httpx.Client, store: Store) -> None:
+    metrics_run(store, "score-nan", {"display_name": "metrics", "score": float("nan"), "loss": float("inf")})
+    metrics_run(store, "score-ok", {"display_name": "metrics", "score": 0.5, "loss": 0.25})
+    page = pages.get("/compare", params={"runs": "score-nan,score-ok"})
+    assert page.status_code == 200, page.text
+    charts = {chart["title"]: chart for chart in (
+        strict_json(body) for body in re.findall(r'<script type="application/json" id="chart-\d+">(.*?)</script>',
+                                                 page.text, re.S))}
+    assert set(charts) == {"score", "loss"}  # `display_name` names the artifact: it is no metric
+    assert charts["score"]["series"][0]["values"] == [None, 0.5]
+    assert charts["loss"]["series"][0]["values"] == [None, 0.25]
+    row = page.text[page.text.index('data-metric="score"'):]
+    assert re.search(r'<td title="NaN">nan</td>\s*<td title="0.5">0.5</td>', row[:row.index("</tr>")])
+
+
+def test_counts_agree_with_the_lists_they_stand_for(pages: httpx.Client, store: Store, listed) -> None:
+    experiment = Experiments(store).create(display_name="counted").id
+    rows = [("counted-done", "SUCCEEDED", "AVAILABLE"), ("counted-old", "SUCCEEDED", "ARCHIVED"),
+            ("counted-paused", "PAUSED", "AVAILABLE"), ("counted-canceling", "CANCELING", "AVAILABLE"),
+            ("counted-hidden", "RUNNING", "ARCHIVED")]
+    with store.engine.begin() as conn:
+        conn.execute(insert(RunRow), [{"id": run_id, "pipeline_name": "counted", "display_name": run_id,
+                                       "state": state, "storage_state": storage, "pipeline_spec": SPEC,
+                                       "experiment_id": experiment, "origin": "server",
+                                       "created_at": START + timedelta(days=2)} for run_id, state, storage in rows])
+    listing = pages.get("/experiments").text
+    row = listing[listing.index(f'id="experiment-{experiment}"'):]
+    assert '<td class="num">3</td>' in row[:row.index("</tr>")]  # the runs its page lists by default
+    assert len(run_ids(pages.get(f"/experiments/{experiment}"))) == 3
+    home = pages.get("/").text
+    total = int(re.search(r'id="runs-count"><a href="/runs"><span class="big">(\d+)</span>', home).group(1))
+    assert re.search(rf"<strong>{total:,}</strong> runs</span>", pages.get("/runs").text)
+    in_progress = home[home.index("<h2>In progress</h2>"):home.index("<h2>Recent runs</h2>")]
+    shown = set(re.findall(r'<tr id="run-([^"]+)"', in_progress))
+    assert {"counted-paused", "counted-canceling"} <= shown and "counted-hidden" not in shown
+    count = int(re.search(r'id="in-progress-count"><span class="big">(\d+)</span>', home).group(1))
+    per_state = [re.search(r"<strong>([\d,]+)</strong> runs? match", pages.get("/runs", params={"state": state}).text)
+                 for state in ("PENDING", "RUNNING", "PAUSED", "CANCELING")]
+    assert count == sum(int(found.group(1).replace(",", "")) for found in per_state if found)
+    assert "counted-old" not in home and "counted-hidden" not in home

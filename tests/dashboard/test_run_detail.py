@@ -161,3 +161,35 @@ def test_a_nul_byte_in_a_page_parameter_is_a_400_page(pages: httpx.Client) -> No
         answer = pages.get(url)
         assert answer.status_code == 400, url
         assert answer.headers["content-type"].startswith("text/html") and "NUL byte" in answer.text, url
+
+
+def test_logs_tail_sends_the_end_of_a_log_from_a_line_start(pages: httpx.Client, evaluated: str,
+                                                            kfp_client: kfp.Client) -> None:
+    logs = f"/runs/{evaluated}/tasks/{task_ids(kfp_client, evaluated)['evaluate']}/logs"
+    whole = pages.get(logs, params={"attempt": 1}).content
+    assert whole.count(b"\n") > 2
+    tail = pages.get(logs, params={"attempt": 1, "tail": len(whole) - 3})  # the first line is cut off whole
+    assert tail.status_code == 200 and tail.headers["content-type"].startswith("text/plain")
+    assert tail.content == whole[whole.index(b"\n") + 1:]
+    assert int(tail.headers["x-log-omitted"]) == whole.index(b"\n") + 1
+    short = pages.get(logs, params={"attempt": 1, "tail": 1 << 20})  # a short log comes whole
+    assert short.content == whole and "x-log-omitted" not in short.headers
+    alone = pages.get(logs, params={"tail": 40})
+    assert alone.status_code == 400 and "tail: needs attempt" in alone.text
+
+
+def test_page_parameters_failing_validation_are_400_pages(pages: httpx.Client, evaluated: str,
+                                                           kfp_client: kfp.Client) -> None:
+    logs = f"/runs/{evaluated}/tasks/{task_ids(kfp_client, evaluated)['evaluate']}/logs"
+    for url, words in ((f"/pipelines?q={'x' * 513}", "q is too long: 513 characters, at most 512"),
+                       (f"/experiments?q={'x' * 513}", "q is too long"),
+                       (f"/runs?ns={'n' * 64}", "ns is too long: 64 characters, at most 63"),
+                       (f"/runs/{evaluated}?ns={'n' * 64}", "ns is too long"),
+                       (f"{logs}?attempt=abc", "query parameter attempt: Input should be a valid integer"),
+                       (f"{logs}?attempt=0", "query parameter attempt: Input should be greater than or equal to 1"),
+                       (f"{logs}?attempt=1&tail=x", "query parameter tail: Input should be a valid integer")):
+        answer = pages.get(url)
+        assert answer.status_code == 400, url
+        assert answer.headers["content-type"].startswith("text/html"), url
+        assert "script-src 'self'" in answer.headers["content-security-policy"], url
+        assert f'<p class="error" role="alert">{escape(words)}' in answer.text, (url, answer.text)

@@ -112,6 +112,18 @@ def test_a_run_shows_its_dag_task_logs_and_classification_charts(
     shot(page, "classification-metrics")
 
 
+def test_a_lineage_task_link_opens_that_tasks_panel(
+        server: ControlPlane, client: kfp.Client, evaluated: tuple[str, str], page: Page) -> None:
+    details = {task.display_name: task for task in client.get_run(evaluated[0]).run_details.task_details}
+    predictions = details["evaluate"].outputs["predictions"].artifact_ids[0]
+    page.goto(f"{server.url}/artifacts/{predictions}")
+    with page.expect_navigation():
+        page.locator("#consumed-by a", has_text="summarize").click()
+    assert page.url.endswith(f"?task={details['summarize'].task_id}")
+    expect(page.locator('#task-panel .task-detail[data-task-path="summarize"]')).to_be_visible()
+    expect(page.locator('#run-dag g.node[data-node="summarize"]')).to_have_class(re.compile(r"\bselected\b"))
+
+
 def test_comparing_two_runs_highlights_the_parameter_that_differs(
         server: ControlPlane, evaluated: tuple[str, str], page: Page, shot: Shot) -> None:
     page.goto(server.url + "/")

@@ -220,8 +220,9 @@ def artifact_page(artifact_id: str, view: PageView) -> HTMLResponse:
             metadata = {}
     elif kind == "system.ClassificationMetrics":
         shown.update(_classification(metadata))
-        if isinstance(metadata, dict):
-            metadata = {k: v for k, v in metadata.items() if k not in ("confusionMatrix", "confidenceMetrics")}
+        drawn = {"confusionMatrix": shown["matrix"] is not None, "confidenceMetrics": shown["roc_total"] > 0}
+        if isinstance(metadata, dict):  # what could not be drawn stays readable below
+            metadata = {k: v for k, v in metadata.items() if not drawn.get(k)}
     elif kind in ("system.Markdown", "system.Dataset") and listing.exists:
         shown.update(_file_view(store, artifact, listing, kind))
     metadata_json = json.dumps(metadata, indent=2, ensure_ascii=False) if metadata else ""

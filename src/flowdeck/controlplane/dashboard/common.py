@@ -6,19 +6,23 @@ page shows nothing the visitor could not read through the API. The profile selec
 sets `?ns=NAME` (kept in a cookie, so links need not carry it); without one, lists show every profile
 the visitor may read. Choosing a profile one may not read shows what a profile with no objects shows.
 
-Handlers raise `ApiError` as the API does; `DashboardRoute` answers it with an HTML error page of the
-same status (and refuses parameters holding a NUL byte first, as the API does). Pages allow no
+Handlers raise `ApiError` as the API does; `DashboardRoute` answers it, and a parameter FastAPI cannot
+validate, with an HTML error page of the same status (and refuses parameters holding a NUL byte
+first, as the API does). `readable` finds one object the way every page must: an object in a profile
+the visitor cannot read answers exactly as a missing one. Pages allow no
 inline script (`PAGE_POLICY`): data for scripts travels as JSON in `<script type="application/json">`
 blocks, and user strings are escaped by Jinja2's autoescaping.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import select, union
@@ -26,13 +30,18 @@ from sqlalchemy import select, union
 from flowdeck import __version__
 from flowdeck.controlplane.app import Ctx, ServerContext
 from flowdeck.controlplane.auth import Access, Scoped
-from flowdeck.controlplane.errors import ApiError, refuse_nul_bytes
+from flowdeck.controlplane.errors import ApiError, describe_validation_error, refuse_nul_bytes
 from flowdeck.controlplane.rendering import render
 from flowdeck.resources.model import api_namespace, store_namespace
+from flowdeck.store.catalog import NotFound
 from flowdeck.store.models import ExperimentRow, PipelineRow, ResourceRow
+
+T = TypeVar("T")
 
 #: The cookie that remembers the profile chosen in the selector (not a credential).
 NAMESPACE_COOKIE = "flowdeck_ns"
+#: Ids of runs, pipelines and experiments are at most this long (a longer one names nothing).
+ID_CHARS = 64
 #: Pages run only our own scripts and styles; frames only our own (sandboxed) artifact views.
 PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
@@ -79,6 +88,11 @@ class View:
         response.status_code = status
         return response
 
+    def fragment(self, template: str, **context: Any) -> HTMLResponse:
+        """A part of a page (`templates/dashboard/<template>`, outside the frame) that a page's script loads: no
+        profile selector, so nothing is read for one."""
+        return render(f"dashboard/{template}", version=__version__, request=self.request, **context)
+
 
 def _known_namespaces(ctx: ServerContext) -> set[str]:
     """Every profile something lives in, for a visitor who may read them all."""
@@ -89,9 +103,9 @@ def _known_namespaces(ctx: ServerContext) -> set[str]:
 
 
 def view(request: Request, ctx: Ctx, access: Scoped,
-         ns: Annotated[str | None, Query(max_length=63, description="The profile to show.")] = None) -> View:
+         ns: Annotated[str | None, Query(description="The profile to show.")] = None) -> View:
     """FastAPI dependency: the page's `View` (the `Scoped` policy: the handler decides per object)."""
-    chosen = ns if ns is not None else request.cookies.get(NAMESPACE_COOKIE)
+    chosen = query_text("ns", ns, 63) if ns is not None else request.cookies.get(NAMESPACE_COOKIE)
     return View(request, ctx, access, None if not chosen else store_namespace(chosen))
 
 
@@ -107,8 +121,40 @@ def query_text(name: str, value: str | None, limit: int = 512) -> str:
     return value
 
 
+def not_found(kind: str, object_id: str) -> ApiError:
+    """The 404 for an object that does not exist, or that the visitor may not read: `run 'ID' not found`."""
+    return ApiError(404, f"{kind} {object_id!r} not found")
+
+
+def readable(view: View, kind: str, object_id: str, load: Callable[[str], T | None]) -> T:
+    """The object `load(object_id)` finds (it returns None or raises `NotFound` for none), if the visitor may read
+    its profile (its `namespace`); otherwise the same `not_found` 404, so a page does not tell an object in a
+    profile one cannot read from a missing one."""
+    found = None
+    if len(object_id) <= ID_CHARS:
+        try:
+            found = load(object_id)
+        except NotFound:
+            found = None
+    if found is None:
+        raise not_found(kind, object_id)
+    view.access.require("read", found.namespace, missing=lambda: not_found(kind, object_id))
+    return found
+
+
+def shown(value: Any, *, digits: int | None = None) -> str:
+    """A parameter or metric value as text: strings as they are, anything else as JSON (keys sorted); floats with
+    at most `digits` significant digits when given."""
+    if isinstance(value, str):
+        return value
+    if digits is not None and isinstance(value, float):
+        return format(value, f".{digits}g")
+    return json.dumps(value, sort_keys=True)
+
+
 class DashboardRoute(APIRoute):
-    """A page route: errors become HTML pages with their status, and every answer carries `PAGE_POLICY`."""
+    """A page route: errors (and parameters that fail validation, as a 400) become HTML pages with their status,
+    and every answer carries `PAGE_POLICY`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -118,13 +164,20 @@ class DashboardRoute(APIRoute):
                 refuse_nul_bytes(request)
                 response = await handler(request)
             except ApiError as exc:
-                response = render("dashboard/error.html", title=f"Error {exc.status}", status=exc.status,
-                                  message=exc.message, version=__version__, request=request, path="",
-                                  profiles=[], selected=None, signed_in=None, multi_user=False)
-                response.status_code = exc.status
+                response = _error_page(request, exc.status, exc.message)
+            except RequestValidationError as exc:
+                response = _error_page(request, 400, describe_validation_error(exc))
             response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")
             return response
 
         return route
+
+
+def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    response = render("dashboard/error.html", title=f"Error {status}", status=status, message=message,
+                      version=__version__, request=request, path="", profiles=[], selected=None, signed_in=None,
+                      multi_user=False)
+    response.status_code = status
+    return response

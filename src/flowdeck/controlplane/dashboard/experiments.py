@@ -12,6 +12,7 @@ visitor may not read, is a 404 worded like a missing run.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +22,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
-from flowdeck.controlplane.dashboard import paging
-from flowdeck.controlplane.dashboard.common import DashboardRoute, PageView, View, query_text
-from flowdeck.controlplane.dashboard.runs import SHOWN, RunFilterDep, experiment_names, page_link, run_list
+from flowdeck.controlplane.dashboard import paging, previews
+from flowdeck.controlplane.dashboard.common import ID_CHARS, DashboardRoute, PageView, View, query_text, readable, shown
+from flowdeck.controlplane.dashboard.runs import SHOWN, RunFilterDep, experiment_names, run_list
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing
 from flowdeck.resources.model import api_namespace
-from flowdeck.store.catalog import Experiments, NotFound, Predicate
+from flowdeck.store.catalog import AVAILABLE, Experiments, Predicate
 from flowdeck.store.models import ArtifactRow, EventRow, RunRow, TaskRow
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
@@ -40,11 +41,13 @@ COUNTED_STATES = ("RUNNING", "SUCCEEDED", "FAILED")
 
 
 def _run_counts(view: View, experiment_ids: Sequence[str]) -> dict[str, Counter[str]]:
-    """{experiment id: Counter of its runs by state, plus "total"}, in one statement."""
+    """{experiment id: Counter of its runs by state, plus "total"}, in one statement. Archived runs are not
+    counted, as the experiment's page does not list them unless asked to."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     if not experiment_ids:
         return counts
-    query = (select(RunRow.experiment_id, RunRow.state, func.count()).where(RunRow.experiment_id.in_(experiment_ids))
+    query = (select(RunRow.experiment_id, RunRow.state, func.count())
+             .where(RunRow.experiment_id.in_(experiment_ids), RunRow.storage_state == AVAILABLE)
              .group_by(RunRow.experiment_id, RunRow.state))
     with view.ctx.store.engine.connect() as conn:
         for experiment_id, state, count in conn.execute(query):
@@ -54,11 +57,9 @@ def _run_counts(view: View, experiment_ids: Sequence[str]) -> dict[str, Counter[
 
 
 @router.get("/experiments", response_class=HTMLResponse)
-def experiments(view: PageView, q: Annotated[str | None, Query(max_length=512)] = None,
-                show: Annotated[str | None, Query(max_length=16)] = None,
-                size: Annotated[str | None, Query(max_length=8)] = None,
-                page_token: Annotated[str | None, Query(max_length=4096)] = None) -> HTMLResponse:
-    search, show = query_text("q", q), query_text("show", show) or "active"
+def experiments(view: PageView, q: str | None = None, show: str | None = None, size: str | None = None,
+                page_token: str | None = None) -> HTMLResponse:
+    search, show = query_text("q", q), query_text("show", show, 16) or "active"
     if show not in SHOWN:
         raise ApiError(400, f"show must be one of {', '.join(SHOWN)}, not {show!r}")
     predicates = (Predicate("storage_state", "IN", SHOWN[show]),)
@@ -70,19 +71,13 @@ def experiments(view: PageView, q: Annotated[str | None, Query(max_length=512)] 
     return view.render("experiments.html", title="Experiments", experiments=listed.rows, total=listed.total,
                        q=search, show=show, counted_states=COUNTED_STATES,
                        counts=_run_counts(view, [row.id for row in listed.rows]),
-                       newer=page_link(view, listed.newer), older=page_link(view, listed.older))
+                       newer=paging.page_link(view.request, listed.newer),
+                       older=paging.page_link(view.request, listed.older))
 
 
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)
 def experiment(experiment_id: str, view: PageView, filters: RunFilterDep) -> HTMLResponse:
-    hidden = ApiError(404, f"experiment {experiment_id!r} not found")
-    if len(experiment_id) > 64:
-        raise hidden
-    try:
-        row = Experiments(view.ctx.store).get(experiment_id)
-    except NotFound:
-        raise hidden from None
-    view.access.require("read", row.namespace, missing=lambda: hidden)
+    row = readable(view, "experiment", experiment_id, Experiments(view.ctx.store).get)
     runs = run_list(view, filters, [row.namespace], experiment_id=row.id)
     return view.render("experiment.html", title=row.display_name, experiment=row,
                        namespace=api_namespace(row.namespace), **runs)
@@ -106,10 +101,12 @@ class Row:
 
     def cells(self) -> list[tuple[str, str] | None]:
         """(shown text, full JSON) per run; None where the run has no value."""
-        return [None if v is _ABSENT else (_shown(v), json.dumps(v)) for v in self.values]
+        return [None if v is _ABSENT else (shown(v, digits=6), json.dumps(v)) for v in self.values]
 
     def numbers(self) -> list[float | None]:
-        return [float(v) if _is_number(v) else None for v in self.values]
+        """The values a chart can draw: finite numbers (None for the rest, NaN and infinities included: JSON has
+        no words for them, and the table shows them as text)."""
+        return [float(v) if _is_number(v) and math.isfinite(v) else None for v in self.values]
 
 
 def _is_number(value: Any) -> bool:
@@ -122,14 +119,6 @@ def _comparable(value: Any) -> str:
     if _is_number(value):
         return repr(float(value))
     return json.dumps(value, sort_keys=True)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return format(value, ".6g")
-    return json.dumps(value)
 
 
 def _run_ids(values: Iterable[str]) -> list[str]:
@@ -146,17 +135,10 @@ def _read_runs(view: View, ids: list[str]) -> list[Any]:
     """The runs in the order asked; a 404 for the first that is missing or that the visitor may not read."""
     columns = (RunRow.id, RunRow.display_name, RunRow.state, RunRow.namespace, RunRow.experiment_id,
                RunRow.arguments, RunRow.pipeline_name, RunRow.created_at, RunRow.started_at, RunRow.finished_at)
-    possible = [i for i in ids if len(i) <= 64]
+    possible = [i for i in ids if len(i) <= ID_CHARS]
     with view.ctx.store.engine.connect() as conn:
         found = {row.id: row for row in conn.execute(select(*columns).where(RunRow.id.in_(possible)))}
-    runs = []
-    for run_id in ids:
-        hidden = ApiError(404, f"run {run_id!r} not found")
-        if run_id not in found:
-            raise hidden
-        view.access.require("read", found[run_id].namespace, missing=lambda error=hidden: error)
-        runs.append(found[run_id])
-    return runs
+    return [readable(view, "run", run_id, found.get) for run_id in ids]
 
 
 def _metrics(view: View, run_ids: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -169,9 +151,8 @@ def _metrics(view: View, run_ids: list[str]) -> dict[tuple[str, str, str], dict[
     found: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(dict)
     with view.ctx.store.engine.connect() as conn:
         for run_id, path, key, metadata in conn.execute(query):
-            for metric, value in (metadata or {}).items():
-                if metric != "display_name":
-                    found[(path, key, metric)][run_id] = value
+            for metric, value in previews.metrics(metadata):
+                found[(path, key, metric)][run_id] = value
     return found
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
 
 from flowdeck.controlplane.auth import Access
 from flowdeck.controlplane.errors import ApiError
@@ -67,3 +70,11 @@ def newest_first(list_page: Callable[[ListQuery], Page], fields: listing.Fields,
 
 def _token(fields: listing.Fields, sort: str, row: Any, *, forward: bool) -> str:
     return listing.encode_token(fields, ListQuery(sort=sort, desc=forward), (getattr(row, sort), row.id))
+
+
+def page_link(request: Request, token: str | None) -> str | None:
+    """This page's URL (path and query) with `page_token` set to `token`; None without a token."""
+    if token is None:
+        return None
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "page_token"]
+    return f"{request.url.path}?{urlencode([*params, ('page_token', token)])}"

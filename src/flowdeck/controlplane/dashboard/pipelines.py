@@ -10,16 +10,15 @@ exactly as a missing one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from flowdeck.controlplane.dashboard import paging
-from flowdeck.controlplane.dashboard.common import DashboardRoute, PageView, View, query_text
+from flowdeck.controlplane.dashboard.common import DashboardRoute, PageView, View, query_text, readable
 from flowdeck.controlplane.dashboard.graph import pipeline_graph
-from flowdeck.controlplane.dashboard.runs import page_link
 from flowdeck.controlplane.errors import ApiError
 from flowdeck.controlplane.kfp import listing
 from flowdeck.resources.model import api_namespace, store_namespace
@@ -30,8 +29,6 @@ router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 PIPELINE_FIELDS = listing.Fields("dashboard pipelines", {"created_at": "created_at"})
 VERSION_FIELDS = listing.Fields("dashboard pipeline versions", {"created_at": "created_at"})
-
-Text = Annotated[str | None, Query(max_length=512)]
 
 
 def _version_summary(view: View, pipeline_ids: Sequence[str]) -> dict[str, tuple[int, Any]]:
@@ -46,7 +43,7 @@ def _version_summary(view: View, pipeline_ids: Sequence[str]) -> dict[str, tuple
 
 
 @router.get("/pipelines", response_class=HTMLResponse)
-def pipelines(view: PageView, q: Text = None, size: Text = None, page_token: Annotated[str | None, Query()] = None
+def pipelines(view: PageView, q: str | None = None, size: str | None = None, page_token: str | None = None
               ) -> HTMLResponse:
     search = query_text("q", q)
     predicates = (Predicate("display_name", "IS_SUBSTRING", search),) if search else ()
@@ -56,20 +53,15 @@ def pipelines(view: PageView, q: Text = None, size: Text = None, page_token: Ann
     writable = [name for name in view.profiles() if view.can("write", store_namespace(name))]
     return view.render("pipelines.html", title="Pipelines", pipelines=listed.rows, total=listed.total, q=search,
                        versions=_version_summary(view, [row.id for row in listed.rows]), writable=writable,
-                       newer=page_link(view, listed.newer), older=page_link(view, listed.older))
+                       newer=paging.page_link(view.request, listed.newer),
+                       older=paging.page_link(view.request, listed.older))
 
 
 @router.get("/pipelines/{pipeline_id}", response_class=HTMLResponse)
-def pipeline(pipeline_id: str, view: PageView, version: Text = None,
-             page_token: Annotated[str | None, Query()] = None) -> HTMLResponse:
-    hidden = ApiError(404, f"pipeline {pipeline_id!r} not found")
-    if len(pipeline_id) > 64:
-        raise hidden
-    try:
-        row = Pipelines(view.ctx.store).get(pipeline_id)
-    except NotFound:
-        raise hidden from None
-    view.access.require("read", row.namespace, missing=lambda: hidden)
+def pipeline(pipeline_id: str, view: PageView, version: str | None = None, page_token: str | None = None
+             ) -> HTMLResponse:
+    row = readable(view, "pipeline", pipeline_id, Pipelines(view.ctx.store).get)
+    version = query_text("version", version, 64)
     store = PipelineVersions(view.ctx.store)
     listed = paging.newest_first(lambda query: store.list(pipeline_id, query), VERSION_FIELDS, view.access,
                                  token=query_text("page_token", page_token, 4096) or None, size=paging.DEFAULT_SIZE,
@@ -77,8 +69,7 @@ def pipeline(pipeline_id: str, view: PageView, version: Text = None,
                                  namespaces=None)  # the pipeline's namespace is checked above
     chosen = None
     try:
-        chosen = (store.get(query_text("version", version, 64), pipeline_id=pipeline_id) if version
-                  else store.latest(pipeline_id))
+        chosen = store.get(version, pipeline_id=pipeline_id) if version else store.latest(pipeline_id)
     except NotFound as exc:
         if version:
             raise ApiError(404, f"pipeline version {version!r} not found") from exc
@@ -88,4 +79,5 @@ def pipeline(pipeline_id: str, view: PageView, version: Text = None,
                        total_versions=listed.total, chosen=chosen, graph=pipeline_graph(spec) if chosen else None,
                        inputs=inputs, can_write=view.can("write", row.namespace),
                        namespace=api_namespace(row.namespace),
-                       newer=page_link(view, listed.newer), older=page_link(view, listed.older))
+                       newer=paging.page_link(view.request, listed.newer),
+                       older=paging.page_link(view.request, listed.older))

@@ -8,7 +8,8 @@ whose HTML comes from markdown-it-py with raw HTML disabled and only safe link s
 Metadata follows what kfp's `dsl.ClassificationMetrics` logs: `confusionMatrix` =
 `{"annotationSpecs": [{"displayName"}], "rows": [{"row": [...]}]}` (also accepted: the specs under
 `structure`, or `categories` as plain strings) and `confidenceMetrics` =
-`[{"confidenceThreshold", "falsePositiveRate", "recall"}]`.
+`[{"confidenceThreshold", "falsePositiveRate", "recall"}]`. Metadata of any other shape (a user may log
+anything) counts as not logged: the readers here never fail on it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ PREVIEW_BYTES = 1 << 20
 MARKDOWN_BYTES = 1 << 20
 #: Longer cells are cut (with "…") so one huge field cannot flood the page.
 CELL_CHARS = 200
+#: The ROC table lists at most this many points (the chart draws them all).
+ROC_TABLE_POINTS = 101
 
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
@@ -147,6 +150,8 @@ def render_markdown(text: str) -> str:
 
 @dataclass
 class Cell:
+    """One cell of a confusion matrix: how many of its row's true label were predicted as its column's."""
+
     value: float
     #: The share of its row (true label), 0..1.
     share: float
@@ -156,21 +161,31 @@ class Cell:
 
 @dataclass
 class ConfusionMatrix:
+    """A confusion matrix as the page draws it: the class labels, and a row of cells per true label."""
+
     labels: list[str]
     rows: list[list[Cell]]
 
 
-def confusion_matrix(metadata: dict[str, Any]) -> ConfusionMatrix | None:
-    """The matrix logged by `log_confusion_matrix` (rows: true labels, columns: predicted), or None."""
-    matrix = metadata.get("confusionMatrix")
+def confusion_matrix(metadata: Any) -> ConfusionMatrix | None:
+    """The matrix logged by `log_confusion_matrix` (rows: true labels, columns: predicted), or None (also for
+    metadata of another shape)."""
+    matrix = metadata.get("confusionMatrix") if isinstance(metadata, dict) else None
     if not isinstance(matrix, dict):
         return None
-    specs = matrix.get("annotationSpecs") or (matrix.get("structure") or {}).get("annotationSpecs")
+    structure = matrix.get("structure")
+    specs = matrix.get("annotationSpecs") or (structure.get("annotationSpecs") if isinstance(structure, dict) else None)
+    categories = matrix.get("categories")
     if isinstance(specs, list):
         labels = [str(spec.get("displayName", "")) if isinstance(spec, dict) else str(spec) for spec in specs]
+    elif isinstance(categories, list):
+        labels = [str(label) for label in categories]
     else:
-        labels = [str(label) for label in matrix.get("categories") or []]
-    values = [row.get("row") if isinstance(row, dict) else row for row in matrix.get("rows") or []]
+        return None
+    rows = matrix.get("rows")
+    if not isinstance(rows, list):
+        return None
+    values = [row.get("row") if isinstance(row, dict) else row for row in rows]
     if not labels or len(values) != len(labels) or any(
             not isinstance(row, list) or len(row) != len(labels) or not all(_number(v) for v in row)
             for row in values):
@@ -182,15 +197,19 @@ def confusion_matrix(metadata: dict[str, Any]) -> ConfusionMatrix | None:
 
 @dataclass
 class RocPoint:
+    """One point of a ROC curve: false and true positive rates at a confidence threshold (None if not logged)."""
+
     fpr: float
     tpr: float
     threshold: float | None
 
 
-def roc_curve(metadata: dict[str, Any]) -> list[RocPoint]:
-    """The ROC points logged by `log_roc_curve`/`log_roc_data_point`, by false positive rate (then recall)."""
+def roc_curve(metadata: Any) -> list[RocPoint]:
+    """The ROC points logged by `log_roc_curve`/`log_roc_data_point`, by false positive rate (then recall); none
+    for metadata of another shape."""
+    readings = metadata.get("confidenceMetrics") if isinstance(metadata, dict) else None
     points = []
-    for reading in metadata.get("confidenceMetrics") or []:
+    for reading in readings if isinstance(readings, list) else []:
         if not isinstance(reading, dict):
             continue
         fpr, tpr = reading.get("falsePositiveRate"), reading.get("recall")
@@ -221,6 +240,23 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def metric_rows(metadata: dict[str, Any]) -> list[tuple[str, str]]:
-    """(name, value) for each metric `log_metric` recorded, in logged order; values other than text as JSON."""
-    return [(str(name), value if isinstance(value, str) else json.dumps(value)) for name, value in metadata.items()]
+def roc_table(points: list[RocPoint], limit: int = ROC_TABLE_POINTS) -> list[RocPoint]:
+    """At most `limit` of the points for the page's table, evenly spread over the curve (its ends included)."""
+    if len(points) <= limit:
+        return points
+    step = (len(points) - 1) / (limit - 1)
+    return [points[round(i * step)] for i in range(limit)]
+
+
+def metrics(metadata: Any) -> list[tuple[str, Any]]:
+    """(name, value) for each metric `log_metric` recorded, in logged order: every key of a Metrics artifact's
+    metadata but `display_name` (the artifact's name, which kfp keeps there); none for metadata that is not a
+    mapping. The comparison page counts the same metrics as the artifact page shows."""
+    if not isinstance(metadata, dict):
+        return []
+    return [(str(name), value) for name, value in metadata.items() if name != "display_name"]
+
+
+def metric_rows(metadata: Any) -> list[tuple[str, str]]:
+    """(name, value as text) for each of `metrics(metadata)`; values other than text as JSON."""
+    return [(name, value if isinstance(value, str) else json.dumps(value)) for name, value in metrics(metadata)]

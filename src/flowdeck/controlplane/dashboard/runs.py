@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
@@ -92,14 +91,6 @@ def experiment_names(view: View, ids: Iterable[str | None]) -> dict[str, str]:
         return dict(conn.execute(query).tuples().all())
 
 
-def page_link(view: View, token: str | None) -> str | None:
-    """This page's URL (path and query) with `page` set to `token`; None without a token."""
-    if token is None:
-        return None
-    params = [(k, v) for k, v in view.request.query_params.multi_items() if k != "page_token"]
-    return f"{view.request.url.path}?{urlencode([*params, ('page_token', token)])}"
-
-
 def run_list(view: View, filters: RunFilter, namespaces: Collection[str] | None, *,
              experiment_id: str | None = None) -> dict[str, Any]:
     """The template context of a run list (`run_list.html`): one page of runs and everything around it."""
@@ -117,7 +108,7 @@ def run_list(view: View, filters: RunFilter, namespaces: Collection[str] | None,
             choices.insert(0, (filters.experiment, names.get(filters.experiment, filters.experiment)))
     return {"runs": page.rows, "total": page.total, "experiments": names, "filters": filters, "states": STATES,
             "sizes": paging.SIZES, "experiment_choices": choices, "fixed_experiment": experiment_id,
-            "newer": page_link(view, page.newer), "older": page_link(view, page.older)}
+            "newer": paging.page_link(view.request, page.newer), "older": paging.page_link(view.request, page.older)}
 
 
 @router.get("/runs", response_class=HTMLResponse)

@@ -23,6 +23,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/static/{path:path}")
 def static_file(path: str, _access: Public) -> FileResponse:
+    """The file at `path` under `STATIC_ROOT` (public: no page data is in it); a 404 for anything outside it."""
     target = (STATIC_ROOT / path).resolve()
     if not target.is_relative_to(STATIC_ROOT) or not target.is_file():
         raise ApiError(404, f"no such file: /static/{path}")

@@ -13,7 +13,8 @@ const flowdeck = (() => {
   }
 
   // Call the control plane's API as this page's visitor (their login cookie or the single-user mode);
-  // resolves to the parsed JSON answer, or rejects with the API's one-line message.
+  // resolves to the parsed JSON answer, or rejects with the API's one-line message (an Error whose
+  // `status` is the HTTP status; none when the server could not be reached).
   async function api(method, url, body) {
     const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
     if (body !== undefined) {
@@ -24,7 +25,11 @@ const flowdeck = (() => {
     const text = await answer.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-    if (!answer.ok) throw new Error((data && data.message) || `${answer.status} ${answer.statusText}`);
+    if (!answer.ok) {
+      const error = new Error((data && data.message) || `${answer.status} ${answer.statusText}`);
+      error.status = answer.status;
+      throw error;
+    }
     return data;
   }
 

@@ -1,6 +1,7 @@
 // flowdeck dashboard: the run-detail page. Polls /runs/ID/state about once a second while the run is
-// unfinished (node colours, facts, buttons), loads a selected task's panel (/runs/ID/tasks/TASK), shows an
-// attempt's log in a <pre>, and opens the graph of a sub-pipeline or one loop iteration (/runs/ID/graph).
+// unfinished and the tab is visible (node colours, facts, buttons; it stops for good on a 4xx answer),
+// loads a selected task's panel (/runs/ID/tasks/TASK; `?task=TASK` opens one on load), shows the end of
+// an attempt's log in a <pre>, and opens the graph of a sub-pipeline or one loop iteration (/runs/ID/graph).
 "use strict";
 
 (() => {
@@ -15,6 +16,10 @@
   let graph = flowdeck.data("run-graph");
   let selected = null; // {id (node), path (task path)}
   let shownState = null; // the selected task's state when its panel was loaded
+  let panelRequest = 0; // counts panel loads: only the latest one's answer is shown
+  let logRequest = 0; // the same for logs
+  // A log shows at most its last LOG_TAIL bytes (with a link to the whole of it).
+  const LOG_TAIL = 1 << 20;
 
   const prefix = () => (scope ? `${scope}/` : "");
 
@@ -52,6 +57,7 @@
     const limit = Number(table.dataset.limit) || 500;
     const count = document.getElementById("task-count");
     if (count) count.textContent = String(Object.keys(state.tasks).length);
+    const cached = new Set(state.cached);
     for (const [path, value] of Object.entries(state.tasks)) {
       let row = rows.get(path);
       if (!row) {
@@ -73,7 +79,7 @@
         label.textContent = value;
         label.className = `state state-${value}`;
       }
-      row.cells[2].textContent = state.cached.includes(path) ? "cache hit" : "";
+      row.cells[2].textContent = cached.has(path) ? "cache hit" : "";
     }
   }
 
@@ -141,14 +147,23 @@
 
   async function loadTask(focus) {
     if (!selected) return;
+    const ticket = ++panelRequest;
+    logRequest += 1; // a log still loading belongs to the panel being replaced
     const taskId = state.task_ids[selected.path];
     shownState = state.tasks[selected.path] || null;
     if (!taskId) {
       placeholder(`${selected.id} has not started yet.`);
       return;
     }
-    const answer = await fetch(page.task_url + encodeURIComponent(taskId), { credentials: "same-origin" });
-    const text = await answer.text();
+    let answer, text;
+    try {
+      answer = await fetch(page.task_url + encodeURIComponent(taskId), { credentials: "same-origin" });
+      text = await answer.text();
+    } catch (error) {
+      if (ticket === panelRequest) placeholder(`Cannot load the task: ${error.message}`);
+      return;
+    }
+    if (ticket !== panelRequest) return; // another task was selected meanwhile: its answer is the one to show
     if (!answer.ok) {
       placeholder(messageOf(text, answer));
       return;
@@ -166,20 +181,45 @@
     return text.trim() || `${answer.status} ${answer.statusText}`;
   }
 
+  // The attempt's log, or its last LOG_TAIL bytes with a link to the whole (text/plain) above them.
   async function showLog(link) {
     const pre = document.getElementById("task-log");
     const title = document.getElementById("task-log-title");
     if (!pre) return;
+    const ticket = ++logRequest;
     title.textContent = link.dataset.logTitle || "Log";
     title.hidden = false;
     pre.hidden = false;
     pre.classList.remove("error");
     pre.textContent = "Loading…";
-    const answer = await fetch(link.dataset.log, { credentials: "same-origin" });
-    const text = await answer.text();
-    if (answer.ok) pre.textContent = text || "(the log is empty)";
-    else {
-      pre.textContent = messageOf(text, answer);
+    const url = new URL(link.dataset.log, location.href);
+    url.searchParams.set("tail", String(LOG_TAIL));
+    let answer, text;
+    try {
+      answer = await fetch(url, { credentials: "same-origin" });
+      text = await answer.text();
+    } catch (error) {
+      answer = null;
+      text = `Cannot load the log: ${error.message}`;
+    }
+    if (ticket !== logRequest) return;
+    pre.textContent = "";
+    if (answer && answer.ok) {
+      const omitted = Number(answer.headers.get("X-Log-Omitted") || 0);
+      if (omitted) {
+        const note = document.createElement("span");
+        note.className = "log-cut";
+        note.append(`… ${(omitted / 1048576).toFixed(1)} MiB left out; `);
+        const whole = document.createElement("a");
+        whole.href = link.dataset.log;
+        whole.target = "_blank";
+        whole.textContent = "open the whole log";
+        note.append(whole, "\n");
+        pre.appendChild(note);
+      }
+      pre.append(text || "(the log is empty)");
+    } else {
+      pre.textContent = answer ? messageOf(text, answer) : text;
       pre.classList.add("error");
     }
     pre.focus();
@@ -221,22 +261,62 @@
     openGraph(`${form.dataset.openLoop}[${form.elements.iteration.value}]`);
   });
 
-  // -- polling --------------------------------------------------------------------------------------
+  // -- polling: every second while the tab is visible; a 4xx (run deleted, login expired) stops it ----
+  let waiting = false; // a poll is due but the tab is hidden: the next `visibilitychange` makes it
+
+  function schedule(delay) {
+    setTimeout(() => {
+      if (document.hidden) waiting = true;
+      else poll();
+    }, delay);
+  }
+
   async function poll() {
     try {
       state = await flowdeck.api("GET", page.state_url);
     } catch (error) {
-      setTimeout(poll, 3000);
+      if (error.status >= 400 && error.status < 500) {
+        flowdeck.say(`Live updates stopped: ${error.message} (HTTP ${error.status}). Reload the page to try again.`,
+          true);
+        return;
+      }
+      schedule(3000); // the server is restarting or unreachable: try again a little later
       return;
     }
     flowdeck.graph.setStates(dag, scopeStates());
     showFacts();
     syncTable();
     if (selected && (state.tasks[selected.path] || null) !== shownState) loadTask(false);
-    if (!state.finished) setTimeout(poll, 1000);
+    if (!state.finished) schedule(1000);
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && waiting) {
+      waiting = false;
+      poll();
+    }
+  });
+
+  // A link such as /runs/ID?task=TASK_ID (the artifact page's lineage) opens that task: the graph of the
+  // DAG it is in, the node selected, and its panel.
+  async function openLinkedTask() {
+    const taskId = new URLSearchParams(location.search).get("task");
+    if (!taskId) return;
+    const path = Object.keys(state.task_ids).find((key) => state.task_ids[key] === taskId);
+    if (path === undefined) {
+      flowdeck.say(`Task ${taskId} is not a task of this run.`, true);
+      return;
+    }
+    const cut = path.lastIndexOf("/");
+    const parent = cut < 0 ? "" : path.slice(0, cut);
+    if (parent) await openGraph(parent);
+    selected = { id: path.slice(cut + 1), path };
+    if (scope === parent) flowdeck.graph.select(dag, selected.id);
+    loadTask(true);
   }
 
   showCrumbs();
   showFacts();
-  if (!state.finished) setTimeout(poll, 1000);
+  openLinkedTask();
+  if (!state.finished) schedule(1000);
 })();
