@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "runs": "flowdeck.cli.runs:runs",
     "logs": "flowdeck.cli.logs:logs",
     "up": "flowdeck.cli.up:up",
+    "serve": "flowdeck.cli.serve:serve",
     "apply": "flowdeck.cli.resources:apply",
     "get": "flowdeck.cli.resources:get",
     "describe": "flowdeck.cli.resources:describe",

@@ -1,0 +1,186 @@
+"""`serve`: load one model and answer for it over HTTP until Ctrl-C (what `flowdeck serve` runs).
+
+The socket is bound first, so a busy port fails at once with one line and `--port 0` works; then the
+model is loaded (a missing file or runtime is one line too), then uvicorn serves with httptools and
+uvloop when installed and no access log. With `workers` > 1, uvicorn's supervisor starts that many
+processes on the shared socket, each loading the model from the options passed in the environment.
+`ModelServer` is the KServe-style entry point for scripts: `ModelServer().start([model])`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import uvicorn
+
+from flowdeck.serving.app import ServingApp
+from flowdeck.serving.batching import BatchConfig
+from flowdeck.serving.formats import ModelLoadError, load_model
+from flowdeck.serving.metrics import Metrics
+from flowdeck.serving.model import Model, ModelRepository
+
+#: Environment variable carrying `ServeOptions` (JSON) to worker processes.
+OPTIONS_ENV = "FLOWDECK_SERVE_OPTIONS"
+
+
+class ServeError(RuntimeError):
+    """The server cannot start: the port is taken, the model cannot be loaded..."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `flowdeck serve` was asked to serve, and how."""
+
+    path: str
+    name: str
+    format: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    model_threads: int | None = None
+    max_batch_size: int = 1
+    max_batch_latency_ms: float = 2.0
+
+
+def build_app(options: ServeOptions) -> ServingApp:
+    """The app serving the model `options` names (loaded now); the repository can reload it from the same path."""
+    batching = (BatchConfig(options.max_batch_size, options.max_batch_latency_ms)
+                if options.max_batch_size > 1 else None)
+    metrics = Metrics()
+    repository = ModelRepository(metrics, options.model_threads, batching)
+
+    def factory() -> Model:
+        return load_model(options.path, options.name, options.format)
+
+    try:
+        repository.add(factory(), factory)
+    except ModelLoadError as exc:
+        raise ServeError(str(exc)) from None
+    return ServingApp(repository, metrics)
+
+
+def app_from_environment() -> ServingApp:
+    """The app for a worker process (uvicorn factory): options come from OPTIONS_ENV."""
+    return build_app(ServeOptions(**json.loads(os.environ[OPTIONS_ENV])))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP so asyncio sets TCP_NODELAY; without it keep-alive responses wait on Nagle + delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {host} is in use (pick another with --port)") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _config(app: Any, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(app, http="auto", loop="auto", lifespan="on", access_log=False, log_level="warning",
+                          server_header=False, proxy_headers=False, timeout_graceful_shutdown=5, **extra)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling us once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_ready()
+
+
+def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> None:
+    """Serve the model `options` names until interrupted; announces its URL once ready."""
+    sock = bind(options.host, options.port)
+    url_host = f"[{options.host}]" if ":" in options.host else options.host
+    url = f"http://{url_host}:{sock.getsockname()[1]}"
+    try:
+        app = build_app(options)
+    except ServeError:
+        sock.close()
+        raise
+
+    def ready() -> None:
+        announce(f"serving {options.name} at {url}  (V1: {url}/v1/models/{options.name}:predict, "
+                 f"V2: {url}/v2/models/{options.name}/infer; Ctrl-C stops it)")
+        sys.stdout.flush()
+
+    # uvicorn handles Ctrl-C/SIGTERM (a graceful stop) and re-raises the signal to the handlers it found.
+    previous = {signum: signal.signal(signum, _ignore) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if options.workers <= 1:
+            _Server(_config(app), ready).run(sockets=[sock])
+        else:
+            app.repository.close()  # the model loaded; each worker loads its own copy
+            os.environ[OPTIONS_ENV] = json.dumps(asdict(options))
+            threading.Thread(target=_announce_when_ready, args=(url, ready), daemon=True).start()
+            config = _config("flowdeck.serving.server:app_from_environment", factory=True, workers=options.workers)
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sock.close()
+
+
+def _announce_when_ready(url: str, ready: Callable[[], None], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as answer:
+                if answer.status == 200:
+                    ready()
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """Installed while serving so that uvicorn's re-raised signal ends the process quietly."""
+
+
+class ModelServer:
+    """KServe's `kserve.ModelServer`, for scripts that end in `ModelServer().start([MyModel("name")])`."""
+
+    def __init__(self, http_port: int = 8080, host: str = "127.0.0.1", model_threads: int | None = None) -> None:
+        self.http_port = http_port
+        self.host = host
+        self.model_threads = model_threads
+
+    def start(self, models: list[Model]) -> None:
+        """Serve `models` until interrupted."""
+        metrics = Metrics()
+        repository = ModelRepository(metrics, self.model_threads)
+        for model in models:
+            repository.add(model)
+        sock = bind(self.host, self.http_port)
+        try:
+            _Server(_config(ServingApp(repository, metrics)), lambda: print(
+                f"serving {', '.join(repository.names())} at http://{self.host}:{sock.getsockname()[1]}",
+                flush=True)).run(sockets=[sock])
+        finally:
+            sock.close()

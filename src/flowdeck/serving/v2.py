@@ -1,0 +1,275 @@
+"""Open Inference Protocol (V2) REST codec: request bytes -> `InferRequest`, `InferResponse` -> bytes.
+
+Accepts JSON whatever the Content-Type says (tritonclient sends none, curl sends a form type), and
+the binary tensor extension whenever `Inference-Header-Content-Length` is present: the first N bytes
+are the JSON header, the rest the tensors, in the order of the inputs that carry `binary_data_size`.
+Binary numeric tensors become zero-copy numpy views over the body; JSON data may be flat or nested.
+Every malformed request is a `ServingError(400)` naming the input and the problem; the fuzz tests hold
+the decoder to that.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+
+from flowdeck.serving.errors import ServingError, bad_request
+from flowdeck.serving.tensors import DTYPES, InferRequest, InferResponse, RequestedOutput, Tensor
+
+_U32 = struct.Struct("<I")
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+#: JSON element kinds numpy may infer that each datatype accepts (b: bool, i/u: integers, f: floats).
+_JSON_KINDS = {name: ("b" if name == "BOOL" else "biu" if dtype.kind in "iu" else "biuf")
+               for name, dtype in DTYPES.items() if name != "BYTES"}
+_INT_RANGE = {name: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+              for name, dtype in DTYPES.items() if dtype.kind in "iu"}
+_HALF = ("FP16", "BF16")
+
+
+def decode_request(model_name: str, body: bytes, header_length: bytes | str | None = None) -> InferRequest:
+    """Decode a V2 infer request body; `header_length` is the raw Inference-Header-Content-Length value."""
+    if header_length is None:
+        json_end = len(body)
+    else:
+        try:
+            json_end = int(header_length)
+        except ValueError:
+            raise bad_request("Inference-Header-Content-Length must be an integer") from None
+        if not 0 <= json_end <= len(body):
+            raise bad_request(f"Inference-Header-Content-Length is {json_end} but the body has {len(body)} bytes")
+    try:
+        document = orjson.loads(memoryview(body)[:json_end] if json_end != len(body) else body)
+    except orjson.JSONDecodeError as exc:
+        hint = "" if header_length is not None else (
+            "; a body with binary tensors needs the Inference-Header-Content-Length header")
+        raise bad_request(f"request body is not valid JSON: {exc}{hint}") from None
+    if not isinstance(document, dict):
+        raise bad_request("the inference request must be a JSON object")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad_request("'id' must be a string")
+    parameters = _parameters(document.get("parameters"), "request")
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise bad_request("'inputs' must be a non-empty list of tensors")
+    offset = json_end
+    inputs = []
+    for raw in raw_inputs:
+        tensor, offset = _decode_input(raw, body, offset)
+        inputs.append(tensor)
+    if offset != len(body):
+        raise bad_request(f"{len(body) - offset} bytes after the JSON header belong to no input "
+                          "(check the inputs' binary_data_size)")
+    if len(inputs) > 1 and len({tensor.name for tensor in inputs}) != len(inputs):
+        raise bad_request("input names must be unique")
+    outputs = _requested_outputs(document.get("outputs"))
+    return InferRequest(model_name, inputs, request_id, outputs, parameters)
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise bad_request(f"'parameters' of the {where} must be a JSON object")
+
+
+def _decode_input(raw: Any, body: bytes, offset: int) -> tuple[Tensor, int]:
+    if not isinstance(raw, dict):
+        raise bad_request("each input must be a JSON object with name, shape, datatype and data")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise bad_request("each input needs a string 'name'")
+    datatype = raw.get("datatype")
+    dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise bad_request(f"input '{name}': unknown datatype {datatype!r} (expected one of {', '.join(DTYPES)})")
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise bad_request(f"input '{name}': 'shape' must be a list of non-negative integers")
+    count = math.prod(shape)
+    parameters = _parameters(raw.get("parameters"), f"input '{name}'")
+    size = parameters.get("binary_data_size") if parameters else None
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise bad_request(f"input '{name}': binary_data_size must be a non-negative integer")
+        if offset + size > len(body):
+            raise bad_request(f"input '{name}': binary_data_size {size} runs past the end of the body "
+                              f"({len(body) - offset} bytes left)")
+        data = _binary_array(name, datatype, dtype, shape, count, body, offset, size)
+        return Tensor(name, datatype, shape, data, parameters), offset + size
+    if "data" not in raw:
+        raise bad_request(f"input '{name}' has no 'data' (nor a binary_data_size parameter)")
+    data = _json_array(name, datatype, dtype, shape, count, raw["data"])
+    return Tensor(name, datatype, shape, data, parameters), offset
+
+
+def _json_array(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, data: Any) -> np.ndarray:
+    if not isinstance(data, list):
+        raise bad_request(f"input '{name}': 'data' must be a list")
+    if datatype == "BYTES":
+        items = _flat_strings(name, data)
+        array = np.empty(len(items), dtype=object)
+        array[:] = items
+    else:
+        try:
+            array = np.array(data)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            raise bad_request(f"input '{name}': 'data' is not a rectangular (nested) list of numbers") from None
+        if array.size:
+            if array.dtype.kind not in _JSON_KINDS[datatype]:
+                expected = "true/false" if datatype == "BOOL" else (
+                    "integers" if datatype in _INT_RANGE else "numbers")
+                raise bad_request(f"input '{name}': {datatype} data must be {expected}")
+            bounds = _INT_RANGE.get(datatype)
+            if bounds is not None and not (bounds[0] <= int(array.min()) and int(array.max()) <= bounds[1]):
+                raise bad_request(f"input '{name}': a value is out of range for {datatype}")
+        array = array.astype(dtype, copy=False)
+    if array.size != count:
+        raise bad_request(f"input '{name}': shape {shape} holds {count} elements but 'data' has {array.size}")
+    return array.reshape(shape)
+
+
+def _flat_strings(name: str, data: list[Any]) -> list[bytes]:
+    items: list[bytes] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, str):
+                items.append(item.encode())
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+            else:
+                raise bad_request(f"input '{name}': BYTES data must be strings")
+        else:
+            stack.pop()
+    return items
+
+
+def _binary_array(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int,
+                  body: bytes, offset: int, size: int) -> np.ndarray:
+    if datatype == "BYTES":
+        return _binary_strings(name, shape, count, body, offset, offset + size)
+    if count * dtype.itemsize != size:
+        raise bad_request(f"input '{name}': shape {shape} of {datatype} needs {count * dtype.itemsize} bytes "
+                          f"but binary_data_size is {size}")
+    if datatype == "BOOL":
+        raw = np.frombuffer(body, np.uint8, count, offset)
+        if count and raw.max() > 1:
+            raise bad_request(f"input '{name}': BOOL bytes must be 0 or 1")
+        return raw.view(np.bool_).reshape(shape)
+    return np.frombuffer(body, dtype, count, offset).reshape(shape)
+
+
+def _binary_strings(name: str, shape: list[int], count: int, body: bytes, start: int, end: int) -> np.ndarray:
+    items = []
+    position = start
+    while position < end:
+        if position + 4 > end:
+            raise bad_request(f"input '{name}': truncated BYTES element length")
+        (length,) = _U32.unpack_from(body, position)
+        position += 4
+        if position + length > end:
+            raise bad_request(f"input '{name}': BYTES element of {length} bytes runs past binary_data_size")
+        items.append(body[position:position + length])
+        position += length
+    if len(items) != count:
+        raise bad_request(f"input '{name}': shape {shape} holds {count} elements but the binary data has "
+                          f"{len(items)}")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array.reshape(shape)
+
+
+def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise bad_request("'outputs' must be a list")
+    outputs = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise bad_request("each requested output must be a JSON object with a string 'name'")
+        parameters = _parameters(item.get("parameters"), f"output '{item['name']}'")
+        binary = parameters.get("binary_data") if parameters else None
+        if binary is not None and not isinstance(binary, bool):
+            raise bad_request(f"output '{item['name']}': binary_data must be true or false")
+        outputs.append(RequestedOutput(item["name"], binary, parameters))
+    return outputs
+
+
+def encode_response(response: InferResponse, request: InferRequest) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary outputs follow it (else None)."""
+    default_binary = request.binary_output
+    if request.outputs is None:
+        selected = [(tensor, default_binary) for tensor in response.outputs]
+    else:
+        by_name = {tensor.name: tensor for tensor in response.outputs}
+        selected = []
+        for wanted in request.outputs:
+            tensor = by_name.get(wanted.name)
+            if tensor is None:
+                raise bad_request(f"model '{response.model_name}' has no output '{wanted.name}' "
+                                  f"(it has: {', '.join(by_name) or 'none'})")
+            selected.append((tensor, default_binary if wanted.binary is None else wanted.binary))
+    blobs: list[bytes] = []
+    outputs = [_encode_output(tensor, binary, blobs) for tensor, binary in selected]
+    document: dict[str, Any] = {"model_name": response.model_name}
+    if response.model_version is not None:
+        document["model_version"] = response.model_version
+    if response.id is not None:
+        document["id"] = response.id
+    if response.parameters:
+        document["parameters"] = response.parameters
+    document["outputs"] = outputs
+    try:
+        header = orjson.dumps(document, option=_NUMPY)
+    except TypeError as exc:
+        raise ServingError(500, f"the model's response is not JSON-serialisable: {exc}") from None
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def _encode_output(tensor: Tensor, binary: bool, blobs: list[bytes]) -> dict[str, Any]:
+    data = tensor.data
+    if data.size != math.prod(tensor.shape):
+        raise ServingError(500, f"output '{tensor.name}': shape {tensor.shape} does not match its "
+                                f"{data.size} elements")
+    flat = np.ascontiguousarray(data).reshape(-1)
+    output: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+    if binary:
+        blob = _strings_blob(flat) if tensor.datatype == "BYTES" else flat.tobytes()
+        blobs.append(blob)
+        output["parameters"] = {**(tensor.parameters or {}), "binary_data_size": len(blob)}
+        return output
+    if tensor.parameters:
+        output["parameters"] = tensor.parameters
+    if tensor.datatype == "BYTES":
+        output["data"] = [_text(tensor.name, item) for item in flat]
+    elif tensor.datatype in _HALF:
+        output["data"] = flat.astype(np.float32)
+    else:
+        output["data"] = flat
+    return output
+
+
+def _strings_blob(flat: np.ndarray) -> bytes:
+    parts = []
+    for item in flat:
+        raw = item if isinstance(item, (bytes, bytearray)) else str(item).encode()
+        parts.append(_U32.pack(len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def _text(name: str, item: Any) -> str:
+    if not isinstance(item, (bytes, bytearray)):
+        return str(item)
+    try:
+        return item.decode()
+    except UnicodeDecodeError:
+        raise bad_request(f"output '{name}' holds bytes that are not UTF-8; request it with binary_data") from None

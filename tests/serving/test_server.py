@@ -1,0 +1,176 @@
+"""Conformance: a real `flowdeck serve` process driven by real clients (tritonclient, curl, httpx).
+
+Predictions must equal the model's own `predict`; health must answer while a sync predict sleeps;
+startup mistakes must be one line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+FLOWDECK = [sys.executable, "-m", "flowdeck.cli.main"]
+
+
+class Server:
+    """A `flowdeck serve` subprocess; `url` once it printed that it is serving."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen([*FLOWDECK, "serve", *args, "--port", "0"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        if not line or " at http://" not in line[0]:
+            self.stop()
+            raise AssertionError(f"server did not start: {line} {self.process.stderr.read()}")
+        self.url = line[0].split(" at ")[1].split()[0]
+        self.address = self.url.removeprefix("http://")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path) -> Iterator[Server]:
+    running = Server(str(model_dir), "--name", "iris")
+    yield running
+    running.stop()
+
+
+def triton_infer(server: Server, rows: np.ndarray, datatype: str, binary: bool) -> np.ndarray:
+    client = triton.InferenceServerClient(server.address)
+    tensor = triton.InferInput("input-0", list(rows.shape), datatype)
+    tensor.set_data_from_numpy(rows, binary_data=binary)
+    result = client.infer("iris", [tensor], outputs=[triton.InferRequestedOutput("output-0", binary_data=binary)])
+    return result.as_numpy("output-0")
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_tritonclient_http_infer(server: Server, classifier, binary: bool, datatype: str) -> None:
+    estimator, rows = classifier
+    rows = rows.astype(np.float32 if datatype == "FP32" else np.float64)
+    assert triton_infer(server, rows, datatype, binary).tolist() == estimator.predict(rows).tolist()
+
+
+def test_tritonclient_default_call_and_metadata(server: Server, classifier) -> None:
+    estimator, rows = classifier
+    client = triton.InferenceServerClient(server.address)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("iris")
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    assert client.get_model_metadata("iris")["inputs"][0]["shape"] == [-1, 4]
+    assert client.get_model_repository_index() == [{"name": "iris", "state": "READY", "reason": ""}]
+    tensor = triton.InferInput("input-0", list(rows.shape), "FP64")
+    tensor.set_data_from_numpy(rows)  # tritonclient's defaults: binary in, binary_data_output out
+    assert client.infer("iris", [tensor], request_id="r1").as_numpy("output-0").tolist() == \
+        estimator.predict(rows).tolist()
+    with pytest.raises(InferenceServerException, match="model 'nope' does not exist"):
+        client.infer("nope", [tensor])
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_without_content_type(server: Server, classifier) -> None:
+    estimator, rows = classifier
+    expected = estimator.predict(rows[:2]).tolist()
+    v1 = subprocess.run(["curl", "-s", "-d", orjson.dumps({"instances": rows[:2].tolist()}),
+                         f"{server.url}/v1/models/iris:predict"], capture_output=True, check=True)
+    assert orjson.loads(v1.stdout) == {"predictions": expected}
+    body = {"id": "c1", "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
+                                    "data": rows[:2].tolist()}]}
+    v2 = subprocess.run(["curl", "-s", "-d", orjson.dumps(body), f"{server.url}/v2/models/iris/infer"],
+                        capture_output=True, check=True)
+    document = orjson.loads(v2.stdout)
+    assert document["id"] == "c1" and document["outputs"][0]["data"] == expected
+
+
+def test_httpx_v1_v2_and_metrics(server: Server, classifier) -> None:
+    estimator, rows = classifier
+    with httpx.Client(base_url=server.url) as http:
+        answer = http.post("/v2/models/iris/infer", json={"inputs": [{"name": "input-0", "shape": [8, 4],
+                                                                      "datatype": "FP64", "data": rows.tolist()}]})
+        assert answer.json()["outputs"][0]["data"] == estimator.predict(rows).tolist()
+        assert http.post("/v1/models/iris:predict", json={"instances": rows.tolist()}).json() == {
+            "predictions": estimator.predict(rows).tolist()}
+        bad = http.post("/v2/models/iris/infer", content=b'{"inputs": [{"name": "x"}]}')
+        assert bad.status_code == 400 and "unknown datatype" in bad.json()["error"]
+        assert "request_predict_seconds_bucket" in http.get("/metrics").text
+
+
+SLEEPY = '''
+import time
+from flowdeck.serving import Model
+
+
+class Sleepy(Model):
+    def predict(self, payload, headers=None):
+        time.sleep(1)
+        return {"predictions": payload["instances"]}
+'''
+
+
+def test_sleeping_predict_does_not_block_health(tmp_path: Path) -> None:
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    running = Server(str(tmp_path / "sleepy.py"), "--name", "sleepy")
+    try:
+        with httpx.Client(base_url=running.url) as health:
+            health.get("/v2/health/ready")  # connect first
+            answers: list[Any] = []
+            slow = threading.Thread(target=lambda: answers.append(httpx.post(
+                f"{running.url}/v1/models/sleepy:predict", json={"instances": [1]}, timeout=10)))
+            slow.start()
+            time.sleep(0.2)
+            timings = []
+            for _ in range(5):
+                started = time.perf_counter()
+                assert health.get("/v2/health/ready").status_code == 200
+                timings.append(time.perf_counter() - started)
+            slow.join()
+        assert answers[0].json() == {"predictions": [1]}
+        assert sorted(timings)[2] < 0.05, timings
+    finally:
+        running.stop()
+
+
+def test_workers(model_dir: Path, classifier) -> None:
+    estimator, rows = classifier
+    running = Server(str(model_dir), "--name", "iris", "--workers", "2")
+    try:
+        answer = httpx.post(f"{running.url}/v1/models/iris:predict", json={"instances": rows.tolist()})
+        assert answer.json() == {"predictions": estimator.predict(rows).tolist()}
+    finally:
+        running.stop()
+
+
+def test_startup_errors_are_one_line(server: Server, tmp_path: Path) -> None:
+    port = server.address.rsplit(":", 1)[1]
+    cases = [
+        (["serve", str(tmp_path / "missing"), "--name", "m"], 2, f"{tmp_path / 'missing'} does not exist"),
+        (["serve", str(tmp_path), "--name", "m"], 1, "no model file in"),
+        (["serve", str(tmp_path), "--name", "m", "--format", "caffe"], 1, "unknown model format 'caffe'"),
+        (["serve", str(tmp_path), "--name", "m", "--port", port], 1, f"port {port} on 127.0.0.1 is in use"),
+    ]
+    for args, status, message in cases:
+        result = subprocess.run([*FLOWDECK, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == status, result.stderr
+        assert result.stderr.startswith("flowdeck: error: ") and message in result.stderr
+        assert result.stderr.count("\n") == 1
