@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "logs": "flowdeck.cli.logs:logs",
     "up": "flowdeck.cli.up:up",
     "serve": "flowdeck.cli.serve:serve",
+    "isvc": "flowdeck.cli.isvc:isvc",
     "apply": "flowdeck.cli.resources:apply",
     "get": "flowdeck.cli.resources:get",
     "describe": "flowdeck.cli.resources:describe",

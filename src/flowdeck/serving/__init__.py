@@ -3,10 +3,25 @@
 A custom model subclasses `Model` exactly as a KServe model subclasses `kserve.Model`; V2 requests
 reach it as `InferRequest` (inputs are `Tensor`s with `as_numpy()`), and it may answer with an
 `InferResponse`.
+
+The public names load on first use, so that the `InferenceService` kind (`serving.kind`) registers
+in every control plane, also one installed without the `serving` extra (numpy and friends); there
+`flowdeck serve`, which its replicas run, names the extra to install.
 """
 
-from flowdeck.serving.errors import ServingError
-from flowdeck.serving.model import Model
-from flowdeck.serving.tensors import InferRequest, InferResponse, RequestedOutput, Tensor
+from __future__ import annotations
 
-__all__ = ["InferRequest", "InferResponse", "Model", "RequestedOutput", "ServingError", "Tensor"]
+import importlib
+from typing import Any
+
+#: Public name -> the module that defines it.
+_EXPORTS = {"ServingError": "errors", "Model": "model", "InferRequest": "tensors", "InferResponse": "tensors",
+            "RequestedOutput": "tensors", "Tensor": "tensors"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
