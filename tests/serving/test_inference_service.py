@@ -22,7 +22,8 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from tests.helpers import ControlPlane, process_gone, start_control_plane, wait_for
+
+from helpers import ControlPlane, process_gone, start_control_plane, wait_for
 
 API = "/apis/flowdeck/v1/namespaces/default/inferenceservices"
 

@@ -210,13 +210,14 @@ class RunController:
                 self._engines.pop(run_id, None)
 
     def _task_env(self, run_id: str, namespace: str) -> dict[str, str]:
-        """What a run's tasks need to call the control plane (kfp.Client() finds it by itself).
+        """What a run's tasks need to call the control plane (kfp.Client() finds it by itself), and their profile.
 
         When the control plane requires credentials, that includes the path of the run's token file.
         """
         if not self.api_url:
             return {}
-        env = {"KF_PIPELINES_ENDPOINT": self.api_url, "FLOWDECK_URL": self.api_url}
+        env = {"KF_PIPELINES_ENDPOINT": self.api_url, "FLOWDECK_URL": self.api_url,
+               "FLOWDECK_NAMESPACE": namespace or "default"}
         if self.requires_credentials is not None and self.requires_credentials():
             credential = self.workload.issue(run_id, namespace)
             with self._lock:
