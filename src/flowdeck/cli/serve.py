@@ -28,8 +28,14 @@ FORMATS = "sklearn, xgboost, lightgbm, pytorch, onnx, custom"
               help="Adaptive batching: rows of concurrent requests predicted in one call (1: off).")
 @click.option("--max-batch-latency-ms", default=2.0, show_default=True, type=click.FloatRange(0, 10_000),
               help="Adaptive batching: longest a request waits for others to join its batch.")
+@click.option("--grpc-port", default=None, type=click.IntRange(0, 65535),
+              help="Also serve the V2 gRPC API (inference.GRPCInferenceService) on this port (0: any free port, "
+                   "printed). Off unless given.")
+@click.option("--grpc-max-message-mb", default=256, show_default=True, type=click.IntRange(1, 2047),
+              help="Largest gRPC request or response, in MiB.")
 def serve(model_path: str, name: str, model_format: str | None, host: str, port: int, workers: int,
-          model_threads: int | None, max_batch_size: int, max_batch_latency_ms: float) -> None:
+          model_threads: int | None, max_batch_size: int, max_batch_latency_ms: float, grpc_port: int | None,
+          grpc_max_message_mb: int) -> None:
     """Serve the model at MODEL_PATH until Ctrl-C.
 
     MODEL_PATH is a model file, a directory in KServe's layout (model.joblib, model.pkl, model.bst,
@@ -41,6 +47,7 @@ def serve(model_path: str, name: str, model_format: str | None, host: str, port:
       flowdeck serve ./iris --name iris
       flowdeck serve model.joblib --name iris --port 9000 --workers 2
       flowdeck serve my_model.py:Predictor --name custom
+      flowdeck serve ./iris --name iris --grpc-port 8081
       curl -d '{"instances": [[6.8, 2.8, 4.8, 1.4]]}' http://127.0.0.1:8080/v1/models/iris:predict
     """
     try:
@@ -52,7 +59,7 @@ def serve(model_path: str, name: str, model_format: str | None, host: str, port:
     if ":" not in model_path and not Path(model_path).exists():
         raise CLIError(f"{model_path} does not exist")
     options = ServeOptions(model_path, name, model_format, host, port, workers, model_threads, max_batch_size,
-                           max_batch_latency_ms)
+                           max_batch_latency_ms, grpc_port, grpc_max_message_mb * 1024 * 1024)
     try:
         run_server(options)
     except ServeError as exc:

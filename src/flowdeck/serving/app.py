@@ -15,15 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 import orjson
 
 from flowdeck import __version__
 from flowdeck.serving import v1, v2
 from flowdeck.serving.errors import ServingError, bad_request
 from flowdeck.serving.metrics import Metrics
-from flowdeck.serving.model import Model, ModelRepository, ModelRunner
-from flowdeck.serving.tensors import InferRequest, InferResponse, Tensor
+from flowdeck.serving.model import ModelRepository, ModelRunner
 
 log = logging.getLogger("flowdeck.serving")
 
@@ -132,7 +130,7 @@ class ServingApp:
             if not model.ready:
                 raise ServingError(503, f"model '{name}' is not ready")
             return _json({"name": name, "ready": True})
-        return _json(_model_metadata(model))
+        return _json(v2.model_metadata(model))
 
     async def _v2_infer(self, scope: Scope, receive: Receive, runner: ModelRunner) -> Answer:
         started = time.perf_counter()
@@ -146,7 +144,7 @@ class ServingApp:
             body = await self._body(receive)
             request = v2.decode_request(model.name, body, headers.get("inference-header-content-length"))
             result = await runner(request, headers)
-            payload, header_length = v2.encode_response(_as_response(result, request, model), request)
+            payload, header_length = v2.encode_response(v2.as_response(result, request, model), request)
             status = 200
         except ServingError as exc:
             status = exc.status
@@ -267,36 +265,6 @@ class ServingApp:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-
-
-def _as_response(result: Any, request: InferRequest, model: Model) -> InferResponse:
-    """A V2 response from what the model's last step returned: an InferResponse, Tensors, or arrays."""
-    if isinstance(result, InferResponse):
-        response = result
-    elif isinstance(result, Tensor):
-        response = InferResponse(model.name, [result])
-    elif isinstance(result, list) and all(isinstance(item, Tensor) for item in result):
-        response = InferResponse(model.name, result)
-    elif isinstance(result, dict):
-        response = InferResponse(model.name, [Tensor.from_numpy(str(key), value) for key, value in result.items()])
-    elif isinstance(result, np.ndarray):
-        response = InferResponse(model.name, [Tensor.from_numpy("output-0", result)])
-    else:
-        raise ServingError(500, f"model '{model.name}' returned a {type(result).__name__}, which is not a V2 "
-                                "response (return an InferResponse, Tensors, or numpy arrays)")
-    if response.id is None:
-        response.id = request.id
-    if response.model_version is None:
-        response.model_version = model.version
-    return response
-
-
-def _model_metadata(model: Model) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": model.name}
-    if model.version is not None:
-        metadata["versions"] = [model.version]
-    metadata.update(platform=model.platform, inputs=model.get_input_types(), outputs=model.get_output_types())
-    return metadata
 
 
 def _json(value: Any) -> Answer:

@@ -1,9 +1,11 @@
-"""`serve`: load one model and answer for it over HTTP until Ctrl-C (what `flowdeck serve` runs).
+"""`serve`: load one model and answer for it over HTTP (and gRPC) until Ctrl-C (what `flowdeck serve` runs).
 
 The socket is bound first, so a busy port fails at once with one line and `--port 0` works; then the
 model is loaded (a missing file or runtime is one line too), then uvicorn serves with httptools and
 uvloop when installed and no access log. With `workers` > 1, uvicorn's supervisor starts that many
 processes on the shared socket, each loading the model from the options passed in the environment.
+With `grpc_port` set, the Open Inference Protocol's gRPC service answers for the same models from the
+same event loop (started before HTTP, so a gRPC port in use fails the start with one line).
 `ModelServer` is the KServe-style entry point for scripts: `ModelServer().start([model])`.
 """
 
@@ -20,15 +22,18 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from flowdeck.serving.app import ServingApp
+from flowdeck.serving.app import MAX_BODY_BYTES, ServingApp
 from flowdeck.serving.batching import BatchConfig
 from flowdeck.serving.formats import ModelLoadError, load_model
 from flowdeck.serving.metrics import Metrics
 from flowdeck.serving.model import Model, ModelRepository
+
+if TYPE_CHECKING:
+    from flowdeck.serving.grpc import GRPCServer
 
 #: Environment variable carrying `ServeOptions` (JSON) to worker processes.
 OPTIONS_ENV = "FLOWDECK_SERVE_OPTIONS"
@@ -51,6 +56,8 @@ class ServeOptions:
     model_threads: int | None = None
     max_batch_size: int = 1
     max_batch_latency_ms: float = 2.0
+    grpc_port: int | None = None
+    grpc_max_message_bytes: int = MAX_BODY_BYTES
 
 
 def build_app(options: ServeOptions) -> ServingApp:
@@ -99,20 +106,36 @@ def _config(app: Any, **extra: Any) -> uvicorn.Config:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling us once it accepts connections."""
+    """uvicorn's server, telling us once it accepts connections, and running the gRPC server beside it."""
 
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None],
+                 grpc_server: GRPCServer | None = None) -> None:
         super().__init__(config)
         self.on_ready = on_ready
+        self.grpc_server = grpc_server
+        self.error: str | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc_server is not None:
+            try:
+                await self.grpc_server.start()
+            except OSError as exc:
+                self.error, self.should_exit = str(exc), True
+                return
         await super().startup(sockets)
         if self.started:
             self.on_ready()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(self.config.timeout_graceful_shutdown)
+        await super().shutdown(sockets)
+
 
 def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> None:
     """Serve the model `options` names until interrupted; announces its URL once ready."""
+    if options.grpc_port is not None and options.workers > 1:
+        raise ServeError("gRPC is served by one process: --grpc-port needs --workers 1")
     sock = bind(options.host, options.port)
     url_host = f"[{options.host}]" if ":" in options.host else options.host
     url = f"http://{url_host}:{sock.getsockname()[1]}"
@@ -122,16 +145,27 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
         sock.close()
         raise
 
+    grpc_server = None
+    if options.grpc_port is not None:
+        from flowdeck.serving.grpc import GRPCServer
+
+        grpc_server = GRPCServer(app.repository, app.metrics, options.host, options.grpc_port,
+                                 options.grpc_max_message_bytes)
+
     def ready() -> None:
+        grpc_address = f", gRPC: {url_host}:{grpc_server.port}" if grpc_server is not None else ""
         announce(f"serving {options.name} at {url}  (V1: {url}/v1/models/{options.name}:predict, "
-                 f"V2: {url}/v2/models/{options.name}/infer; Ctrl-C stops it)")
+                 f"V2: {url}/v2/models/{options.name}/infer{grpc_address}; Ctrl-C stops it)")
         sys.stdout.flush()
 
     # uvicorn handles Ctrl-C/SIGTERM (a graceful stop) and re-raises the signal to the handlers it found.
     previous = {signum: signal.signal(signum, _ignore) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         if options.workers <= 1:
-            _Server(_config(app), ready).run(sockets=[sock])
+            server = _Server(_config(app), ready, grpc_server)
+            server.run(sockets=[sock])
+            if server.error is not None:
+                raise ServeError(server.error)
         else:
             app.repository.close()  # the model loaded; each worker loads its own copy
             os.environ[OPTIONS_ENV] = json.dumps(asdict(options))

@@ -6,19 +6,26 @@ are the JSON header, the rest the tensors, in the order of the inputs that carry
 Binary numeric tensors become zero-copy numpy views over the body; JSON data may be flat or nested.
 Every malformed request is a `ServingError(400)` naming the input and the problem; the fuzz tests hold
 the decoder to that.
+
+The gRPC codec (`grpc.py`) shares the public helpers here (datatype and shape checks, raw tensor
+bytes, typed-value range checks, output selection and the model-result-to-response rules), so the
+two protocols accept and refuse the same tensors with the same messages.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
 from flowdeck.serving.errors import ServingError, bad_request
 from flowdeck.serving.tensors import DTYPES, InferRequest, InferResponse, RequestedOutput, Tensor
+
+if TYPE_CHECKING:
+    from flowdeck.serving.model import Model
 
 _U32 = struct.Struct("<I")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -64,10 +71,25 @@ def decode_request(model_name: str, body: bytes, header_length: bytes | str | No
     if offset != len(body):
         raise bad_request(f"{len(body) - offset} bytes after the JSON header belong to no input "
                           "(check the inputs' binary_data_size)")
-    if len(inputs) > 1 and len({tensor.name for tensor in inputs}) != len(inputs):
-        raise bad_request("input names must be unique")
+    check_unique_names(inputs)
     outputs = _requested_outputs(document.get("outputs"))
     return InferRequest(model_name, inputs, request_id, outputs, parameters)
+
+
+def check_unique_names(inputs: list[Tensor]) -> None:
+    """Refuse a request naming two inputs alike."""
+    if len(inputs) > 1 and len({tensor.name for tensor in inputs}) != len(inputs):
+        raise bad_request("input names must be unique")
+
+
+def tensor_spec(name: str, datatype: Any, shape: Any) -> tuple[np.dtype, int]:
+    """Check an input's datatype and shape; its numpy dtype and element count."""
+    dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise bad_request(f"input '{name}': unknown datatype {datatype!r} (expected one of {', '.join(DTYPES)})")
+    if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise bad_request(f"input '{name}': 'shape' must be a list of non-negative integers")
+    return dtype, math.prod(shape)
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any] | None:
@@ -83,13 +105,8 @@ def _decode_input(raw: Any, body: bytes, offset: int) -> tuple[Tensor, int]:
     if not isinstance(name, str):
         raise bad_request("each input needs a string 'name'")
     datatype = raw.get("datatype")
-    dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
-    if dtype is None:
-        raise bad_request(f"input '{name}': unknown datatype {datatype!r} (expected one of {', '.join(DTYPES)})")
     shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
-        raise bad_request(f"input '{name}': 'shape' must be a list of non-negative integers")
-    count = math.prod(shape)
+    dtype, count = tensor_spec(name, datatype, shape)
     parameters = _parameters(raw.get("parameters"), f"input '{name}'")
     size = parameters.get("binary_data_size") if parameters else None
     if size is not None:
@@ -98,7 +115,7 @@ def _decode_input(raw: Any, body: bytes, offset: int) -> tuple[Tensor, int]:
         if offset + size > len(body):
             raise bad_request(f"input '{name}': binary_data_size {size} runs past the end of the body "
                               f"({len(body) - offset} bytes left)")
-        data = _binary_array(name, datatype, dtype, shape, count, body, offset, size)
+        data = binary_array(name, datatype, dtype, shape, count, body, offset, size)
         return Tensor(name, datatype, shape, data, parameters), offset + size
     if "data" not in raw:
         raise bad_request(f"input '{name}' has no 'data' (nor a binary_data_size parameter)")
@@ -118,17 +135,25 @@ def _json_array(name: str, datatype: str, dtype: np.dtype, shape: list[int], cou
             array = np.array(data)
         except (ValueError, TypeError, OverflowError, RecursionError):
             raise bad_request(f"input '{name}': 'data' is not a rectangular (nested) list of numbers") from None
-        if array.size:
-            if array.dtype.kind not in _JSON_KINDS[datatype]:
-                expected = "true/false" if datatype == "BOOL" else (
-                    "integers" if datatype in _INT_RANGE else "numbers")
-                raise bad_request(f"input '{name}': {datatype} data must be {expected}")
-            bounds = _INT_RANGE.get(datatype)
-            if bounds is not None and not (bounds[0] <= int(array.min()) and int(array.max()) <= bounds[1]):
-                raise bad_request(f"input '{name}': a value is out of range for {datatype}")
-        array = array.astype(dtype, copy=False)
+        if array.size and array.dtype.kind not in _JSON_KINDS[datatype]:
+            expected = "true/false" if datatype == "BOOL" else ("integers" if datatype in _INT_RANGE else "numbers")
+            raise bad_request(f"input '{name}': {datatype} data must be {expected}")
+        array = cast_in_range(name, datatype, dtype, array)
+    return shaped(name, shape, count, array, "'data'")
+
+
+def cast_in_range(name: str, datatype: str, dtype: np.dtype, array: np.ndarray) -> np.ndarray:
+    """`array` as `dtype`, refusing integers the datatype cannot hold (rather than wrapping them around)."""
+    bounds = _INT_RANGE.get(datatype)
+    if bounds is not None and array.size and not (bounds[0] <= int(array.min()) and int(array.max()) <= bounds[1]):
+        raise bad_request(f"input '{name}': a value is out of range for {datatype}")
+    return array.astype(dtype, copy=False)
+
+
+def shaped(name: str, shape: list[int], count: int, array: np.ndarray, source: str) -> np.ndarray:
+    """The flat or nested `array` in `shape`, refusing data whose element count does not fit it."""
     if array.size != count:
-        raise bad_request(f"input '{name}': shape {shape} holds {count} elements but 'data' has {array.size}")
+        raise bad_request(f"input '{name}': shape {shape} holds {count} elements but {source} has {array.size}")
     return array.reshape(shape)
 
 
@@ -149,13 +174,14 @@ def _flat_strings(name: str, data: list[Any]) -> list[bytes]:
     return items
 
 
-def _binary_array(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int,
-                  body: bytes, offset: int, size: int) -> np.ndarray:
+def binary_array(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int,
+                 body: bytes, offset: int, size: int, size_source: str = "binary_data_size") -> np.ndarray:
+    """The tensor held raw (little-endian, row-major; BYTES length-prefixed) in `body[offset:offset + size]`."""
     if datatype == "BYTES":
         return _binary_strings(name, shape, count, body, offset, offset + size)
     if count * dtype.itemsize != size:
         raise bad_request(f"input '{name}': shape {shape} of {datatype} needs {count * dtype.itemsize} bytes "
-                          f"but binary_data_size is {size}")
+                          f"but {size_source} is {size}")
     if datatype == "BOOL":
         raw = np.frombuffer(body, np.uint8, count, offset)
         if count and raw.max() > 1:
@@ -203,20 +229,8 @@ def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
 
 def encode_response(response: InferResponse, request: InferRequest) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it (else None)."""
-    default_binary = request.binary_output
-    if request.outputs is None:
-        selected = [(tensor, default_binary) for tensor in response.outputs]
-    else:
-        by_name = {tensor.name: tensor for tensor in response.outputs}
-        selected = []
-        for wanted in request.outputs:
-            tensor = by_name.get(wanted.name)
-            if tensor is None:
-                raise bad_request(f"model '{response.model_name}' has no output '{wanted.name}' "
-                                  f"(it has: {', '.join(by_name) or 'none'})")
-            selected.append((tensor, default_binary if wanted.binary is None else wanted.binary))
     blobs: list[bytes] = []
-    outputs = [_encode_output(tensor, binary, blobs) for tensor, binary in selected]
+    outputs = [_encode_output(tensor, binary, blobs) for tensor, binary in select_outputs(response, request)]
     document: dict[str, Any] = {"model_name": response.model_name}
     if response.model_version is not None:
         document["model_version"] = response.model_version
@@ -234,15 +248,41 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     return b"".join([header, *blobs]), len(header)
 
 
-def _encode_output(tensor: Tensor, binary: bool, blobs: list[bytes]) -> dict[str, Any]:
+def select_outputs(response: InferResponse, request: InferRequest) -> list[tuple[Tensor, bool]]:
+    """The outputs to send, in order, each with whether to send it binary: all of them or those requested."""
+    default_binary = request.binary_output
+    if request.outputs is None:
+        return [(tensor, default_binary) for tensor in response.outputs]
+    by_name = {tensor.name: tensor for tensor in response.outputs}
+    selected = []
+    for wanted in request.outputs:
+        tensor = by_name.get(wanted.name)
+        if tensor is None:
+            raise bad_request(f"model '{response.model_name}' has no output '{wanted.name}' "
+                              f"(it has: {', '.join(by_name) or 'none'})")
+        selected.append((tensor, default_binary if wanted.binary is None else wanted.binary))
+    return selected
+
+
+def flat_output(tensor: Tensor) -> np.ndarray:
+    """An output's data as a contiguous 1-D array, after checking that it fills the output's shape."""
     data = tensor.data
     if data.size != math.prod(tensor.shape):
         raise ServingError(500, f"output '{tensor.name}': shape {tensor.shape} does not match its "
                                 f"{data.size} elements")
-    flat = np.ascontiguousarray(data).reshape(-1)
+    return np.ascontiguousarray(data).reshape(-1)
+
+
+def raw_output(datatype: str, flat: np.ndarray) -> bytes:
+    """An output's raw bytes, as the binary extension and gRPC's raw_output_contents carry them."""
+    return _strings_blob(flat) if datatype == "BYTES" else flat.tobytes()
+
+
+def _encode_output(tensor: Tensor, binary: bool, blobs: list[bytes]) -> dict[str, Any]:
+    flat = flat_output(tensor)
     output: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
     if binary:
-        blob = _strings_blob(flat) if tensor.datatype == "BYTES" else flat.tobytes()
+        blob = raw_output(tensor.datatype, flat)
         blobs.append(blob)
         output["parameters"] = {**(tensor.parameters or {}), "binary_data_size": len(blob)}
         return output
@@ -260,10 +300,15 @@ def _encode_output(tensor: Tensor, binary: bool, blobs: list[bytes]) -> dict[str
 def _strings_blob(flat: np.ndarray) -> bytes:
     parts = []
     for item in flat:
-        raw = item if isinstance(item, (bytes, bytearray)) else str(item).encode()
+        raw = as_bytes(item)
         parts.append(_U32.pack(len(raw)))
         parts.append(raw)
     return b"".join(parts)
+
+
+def as_bytes(item: Any) -> bytes:
+    """A BYTES element as bytes (a model may return str or other objects; they are sent as their text)."""
+    return bytes(item) if isinstance(item, (bytes, bytearray)) else str(item).encode()
 
 
 def _text(name: str, item: Any) -> str:
@@ -273,3 +318,34 @@ def _text(name: str, item: Any) -> str:
         return item.decode()
     except UnicodeDecodeError:
         raise bad_request(f"output '{name}' holds bytes that are not UTF-8; request it with binary_data") from None
+
+
+def as_response(result: Any, request: InferRequest, model: Model) -> InferResponse:
+    """A V2 response from what the model's last step returned: an InferResponse, Tensors, or arrays."""
+    if isinstance(result, InferResponse):
+        response = result
+    elif isinstance(result, Tensor):
+        response = InferResponse(model.name, [result])
+    elif isinstance(result, list) and all(isinstance(item, Tensor) for item in result):
+        response = InferResponse(model.name, result)
+    elif isinstance(result, dict):
+        response = InferResponse(model.name, [Tensor.from_numpy(str(key), value) for key, value in result.items()])
+    elif isinstance(result, np.ndarray):
+        response = InferResponse(model.name, [Tensor.from_numpy("output-0", result)])
+    else:
+        raise ServingError(500, f"model '{model.name}' returned a {type(result).__name__}, which is not a V2 "
+                                "response (return an InferResponse, Tensors, or numpy arrays)")
+    if response.id is None:
+        response.id = request.id
+    if response.model_version is None:
+        response.model_version = model.version
+    return response
+
+
+def model_metadata(model: Model) -> dict[str, Any]:
+    """V2 model metadata: name, versions (when versioned), platform, input and output tensors."""
+    metadata: dict[str, Any] = {"name": model.name}
+    if model.version is not None:
+        metadata["versions"] = [model.version]
+    metadata.update(platform=model.platform, inputs=model.get_input_types(), outputs=model.get_output_types())
+    return metadata
