@@ -37,9 +37,7 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from environment import describe_environment
+from control_plane_load import Server
+from reporting import describe_environment, progress, table
 
 TARGET_P50_MS = 0.5
 API = "/apis/v2beta1"
@@ -58,56 +57,9 @@ PASSWORD = "correct horse battery"
 PROFILE = "team-a"
 
 
-def _progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------- server
-class Server:
-    """`flowdeck up --port 0` in a subprocess with its own home (SQLite)."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.log = home / "server.log"
-        self.url = ""
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def database_url(self) -> str:
-        return f"sqlite:///{self.home / 'flowdeck.db'}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("FLOWDECK_URL", "FLOWDECK_TOKEN", "FLOWDECK_DATABASE_URL")}
-        env.update(FLOWDECK_HOME=str(self.home), PYTHONUNBUFFERED="1")
-        command = [sys.executable, "-c", "import sys; from flowdeck.cli.main import main; sys.exit(main())",
-                   "up", "--port", "0"]
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.perf_counter() + timeout
-        text = ""
-        while time.perf_counter() < deadline:
-            text = self.log.read_text(errors="replace")
-            if "flowdeck is up at " in text:
-                self.url = text.split("flowdeck is up at ", 1)[1].split()[0]
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"flowdeck up exited with {self.process.returncode}:\n{text[-3000:]}")
-            time.sleep(0.02)
-        raise RuntimeError(f"flowdeck up did not announce its URL within {timeout:.0f} s:\n{text[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def _ok(response: httpx.Response) -> dict[str, Any]:
     if response.status_code != 200:
         raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
@@ -262,7 +214,7 @@ def time_in_process(home: Path, credentials: dict[str, str], calls: int) -> list
                 cpu.append((time.process_time() - started_cpu) * 1000)
             results.append({"case": name, "calls": calls, **_percentiles(values),
                             "cpu_p50": round(statistics.median(cpu), 3)})
-            _progress(f"    {name:<30} p50 {results[-1]['p50']:.3f} ms  p95 {results[-1]['p95']:.3f} ms  "
+            progress(f"    {name:<30} p50 {results[-1]['p50']:.3f} ms  p95 {results[-1]['p95']:.3f} ms  "
                       f"CPU p50 {results[-1]['cpu_p50']:.3f} ms")
     finally:
         store.close()
@@ -274,15 +226,6 @@ def _environment() -> dict[str, Any]:
     return describe_environment()
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -312,7 +255,7 @@ def report(figures: dict[str, Any]) -> str:
             rows.append((path, case["case"], str(case["calls"]), f"{case['p50']:.3f} ms", f"{case['p95']:.3f} ms",
                          str(case["returned"]) if "runs" in path else "-",
                          "-" if single else f"{extra:+.3f} ms", "-" if single else ("PASS" if ok else "FAIL")))
-    lines += ["  " + line for line in _table(rows)]
+    lines += ["  " + line for line in table(rows)]
     lines += ["", "over HTTP on the multi-user server alone (the same process and database, so only the credential "
                   "differs):"]
     rows = [("request", "caller", "calls", "p50", "p95", "paired p50 diff", f"< {TARGET_P50_MS} ms")]
@@ -324,7 +267,7 @@ def report(figures: dict[str, Any]) -> str:
         rows.append((case["path"], case["case"], str(case["calls"]), f"{case['p50']:.3f} ms", f"{case['p95']:.3f} ms",
                      "-" if baseline else f"{case['paired_p50']:+.3f} ms", "-" if baseline else
                      ("PASS" if ok else "FAIL")))
-    lines += ["  " + line for line in _table(rows)]
+    lines += ["  " + line for line in table(rows)]
     lines += ["", "in process, per request: profiles.authn.authenticate(scope) + Access.require('read', team-a):"]
     rows = [("credential", "calls", "p50", "p95", "CPU p50", f"p50 < {TARGET_P50_MS} ms")]
     for case in figures["in_process"]:
@@ -332,7 +275,7 @@ def report(figures: dict[str, Any]) -> str:
         verdicts.append(ok)
         rows.append((case["case"], str(case["calls"]), f"{case['p50']:.3f} ms", f"{case['p95']:.3f} ms",
                      f"{case['cpu_p50']:.3f} ms", "PASS" if ok else "FAIL"))
-    lines += ["  " + line for line in _table(rows)]
+    lines += ["  " + line for line in table(rows)]
     lines += ["", f"Overall: {'PASS' if all(verdicts) else 'FAIL'} (authorization adds under {TARGET_P50_MS} ms "
                   "per request at p50, over HTTP and in process)",
               f"total benchmark time: {figures['total_s']} s"]
@@ -349,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="flowdeck-auth-"))
     figures: dict[str, Any] = {"environment": _environment(), "load_before": [round(v, 2) for v in os.getloadavg()]}
-    single, multi = Server(workdir / "single-user"), Server(workdir / "multi-user")
+    single, multi = (Server(workdir / name, f"sqlite:///{workdir / name / 'flowdeck.db'}")
+                     for name in ("single-user", "multi-user"))
     started = time.perf_counter()
     try:
-        _progress("starting a single-user and a multi-user flowdeck up")
+        progress("starting a single-user and a multi-user flowdeck up")
         single.start()
         multi.start()
         credentials = set_up_multi_user(multi.url)
@@ -366,15 +310,15 @@ def main(argv: list[str] | None = None) -> int:
             "multi-user, alice's team-a token": (multi.url, {"Authorization": f"Bearer {credentials['alice']}"}),
             "multi-user, root's cluster-admin token": (multi.url, {"Authorization": f"Bearer {credentials['root']}"}),
         }
-        _progress(f"timing {args.calls} calls per case and request over HTTP, the cases interleaved")
+        progress(f"timing {args.calls} calls per case and request over HTTP, the cases interleaved")
         figures["http"] = time_http(cases, paths, args.calls, baseline="single-user")
-        _progress("timing healthz on the multi-user server alone: anonymous against alice's token")
+        progress("timing healthz on the multi-user server alone: anonymous against alice's token")
         figures["same_server"] = time_http({
             "anonymous": (multi.url, {}),
             "alice's team-a token": (multi.url, {"Authorization": f"Bearer {credentials['alice']}"}),
             "alice's login cookie": (multi.url, {"Cookie": f"flowdeck_login={credentials['alice_cookie']}"}),
         }, {f"{API}/healthz": (f"{API}/healthz", {})}, args.calls, baseline="anonymous")
-        _progress(f"timing {args.micro_calls} in-process decisions per credential")
+        progress(f"timing {args.micro_calls} in-process decisions per credential")
         figures["in_process"] = time_in_process(multi.home, credentials, args.micro_calls)
         figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
         figures["total_s"] = round(time.perf_counter() - started, 1)
@@ -382,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         single.stop()
         multi.stop()
         if args.keep:
-            _progress(f"working directory kept: {workdir}")
+            progress(f"working directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     text = report(figures)

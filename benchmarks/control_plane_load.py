@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from environment import describe_environment
 from kfp import compiler, dsl
+from reporting import describe_environment, progress, table
 
 IMAGE = "python:3.11"  # explicit, to silence kfp's FutureWarning
 TARGET_P95_MS = 100.0
@@ -67,8 +67,6 @@ def tiny(a: int = 1, b: int = 2) -> int:
     return add(a=add(a=a, b=b).output, b=1).output
 
 
-def _progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------- server
@@ -314,7 +312,7 @@ def time_list_calls(url: str, experiment_id: str, calls: int) -> list[dict[str, 
                 "total_size": body.get("total_size"), "full_page": len(runs) == expected,
                 "sorted_desc": created == sorted(created, reverse=True), "matches": all(map(matches, runs)),
             })
-            _progress(f"    {name:<34} p50 {results[-1]['p50']:7.2f} ms  p95 {results[-1]['p95']:7.2f} ms")
+            progress(f"    {name:<34} p50 {results[-1]['p50']:7.2f} ms  p95 {results[-1]['p95']:7.2f} ms")
     return results
 
 
@@ -338,21 +336,21 @@ def run_backend(name: str, database_url: str, args: argparse.Namespace, workdir:
                 package: Path, spec: dict[str, Any]) -> dict[str, Any]:
     import kfp
 
-    _progress(f"[{name}] starting flowdeck up")
+    progress(f"[{name}] starting flowdeck up")
     server = Server(workdir / f"home-{name}", database_url)
     server.start()
     figures: dict[str, Any] = {"backend": name, "ready_s": round(server.ready_s, 3)}
     try:
-        _progress(f"[{name}] up at {server.url} in {server.ready_s:.2f} s; {args.runs} concurrent run_pipeline calls")
+        progress(f"[{name}] up at {server.url} in {server.ready_s:.2f} s; {args.runs} concurrent run_pipeline calls")
         figures["concurrent"] = concurrent_runs(server.url, package, args.runs, args.run_timeout)
         c = figures["concurrent"]
-        _progress(f"[{name}]   all finished after {c['all_finished_wall_s']:.2f} s: {c['states']}")
+        progress(f"[{name}]   all finished after {c['all_finished_wall_s']:.2f} s: {c['states']}")
 
         client = kfp.Client(host=server.url, namespace="")
         experiment_ids = [client.create_experiment(name=f"history-{i}").experiment_id for i in range(5)]
-        _progress(f"[{name}] inserting {args.stored:,} runs ({args.tasks_per_run} tasks each) into the store")
+        progress(f"[{name}] inserting {args.stored:,} runs ({args.tasks_per_run} tasks each) into the store")
         figures["insert_s"] = round(insert_runs(database_url, args.stored, args.tasks_per_run, spec, experiment_ids), 2)
-        _progress(f"[{name}]   inserted in {figures['insert_s']:.1f} s; timing list_runs, {args.calls} calls per case")
+        progress(f"[{name}]   inserted in {figures['insert_s']:.1f} s; timing list_runs, {args.calls} calls per case")
         figures["list"] = time_list_calls(server.url, experiment_ids[0], args.calls)
         figures["kfp_client_list"] = time_kfp_client_list(server.url, max(20, args.calls // 4))
         figures["stored_runs"] = figures["list"][0]["total_size"]
@@ -365,15 +363,6 @@ def _environment() -> dict[str, Any]:
     return describe_environment("kfp")
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -405,7 +394,7 @@ def report(figures: dict[str, Any]) -> str:
             f"{local['wall_s']:.1f} s{' (est.)' if local.get('estimated') else ''}" for _ in backends)))
         rows.append(("  kfp.local / flowdeck", *(f"{local['wall_s'] / b['concurrent']['all_finished_wall_s']:.1f}x"
                                                  for b in backends)))
-    lines += _table(rows)
+    lines += table(rows)
     lines.append("")
     verdicts = []
     for backend in backends:
@@ -421,7 +410,7 @@ def report(figures: dict[str, Any]) -> str:
             rows.append((case["case"], str(case["calls"]), f"{case['p50']:.1f} ms", f"{case['p95']:.1f} ms",
                          f"{case['p99']:.1f} ms", f"{case['max']:.1f} ms", str(case["returned"]),
                          ("PASS" if ok else "FAIL") if target else "(client side)"))
-        lines += ["  " + line for line in _table(rows)]
+        lines += ["  " + line for line in table(rows)]
         bad = [c["case"] for c in backend["list"] if not (c["sorted_desc"] and c["full_page"] and c["matches"])]
         if bad:
             lines.append(f"  WRONG ANSWERS (not a full page, not sorted newest first, or not what the filter "
@@ -480,9 +469,9 @@ def main(argv: list[str] | None = None) -> int:
             with postgres_database(postgres) as url:
                 figures["backends"].append(run_backend("postgresql", url, args, workdir, package, spec))
         else:
-            _progress("no PostgreSQL URL (--database-url or FLOWDECK_TEST_POSTGRES_URL): SQLite only")
+            progress("no PostgreSQL URL (--database-url or FLOWDECK_TEST_POSTGRES_URL): SQLite only")
         if not args.skip_kfp_local:
-            _progress(f"kfp.local: {local_runs} runs of the same pipeline, one after another")
+            progress(f"kfp.local: {local_runs} runs of the same pipeline, one after another")
             local = kfp_local_sequential(local_runs, workdir)
             if local_runs < args.runs:
                 local.update(estimated=True, measured_runs=local_runs, runs=args.runs,
@@ -493,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.keep:
             figures["workdir"] = str(workdir)
-            _progress(f"working directory kept: {workdir}")
+            progress(f"working directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     text = report(figures)

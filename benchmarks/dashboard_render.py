@@ -51,9 +51,9 @@ from typing import Any
 
 import httpx
 import yaml
-from control_plane_load import Server, _percentiles, _progress, _table, tiny
-from environment import describe_environment
+from control_plane_load import Server, _percentiles, tiny
 from kfp import compiler
+from reporting import describe_environment, progress, table
 
 TARGET_MS = 1000.0
 OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
@@ -189,7 +189,7 @@ def time_flowdeck(url: str, runs: list[dict[str, Any]], sweep_ids: list[str], ex
             result = {"case": name, **timed(lambda path=path: http.get(path), calls, check),
                       "bytes": len(http.get(path).content)}
             results.append(result)
-            _progress(f"    {name:<40} p50 {result['p50']:8.1f} ms  p95 {result['p95']:8.1f} ms  "
+            progress(f"    {name:<40} p50 {result['p50']:8.1f} ms  p95 {result['p95']:8.1f} ms  "
                       f"{'ok' if result['correct'] else 'WRONG ANSWER'}")
     return results
 
@@ -307,7 +307,7 @@ def time_mlflow(url: str, logged: dict[str, Any], runs: list[dict[str, Any]], sw
         for name, body, check in cases:
             result = {"case": name, **timed(lambda body=body: http.post(search, json=body).json(), calls, check)}
             results.append(result)
-            _progress(f"    {name:<40} p50 {result['p50']:8.1f} ms  p95 {result['p95']:8.1f} ms")
+            progress(f"    {name:<40} p50 {result['p50']:8.1f} ms  p95 {result['p95']:8.1f} ms")
 
     limits = httpx.Limits(max_connections=BROWSER_CONNECTIONS, max_keepalive_connections=BROWSER_CONNECTIONS)
     with httpx.Client(timeout=120, limits=limits) as browser, ThreadPoolExecutor(BROWSER_CONNECTIONS) as pool:
@@ -318,7 +318,7 @@ def time_mlflow(url: str, logged: dict[str, Any], runs: list[dict[str, Any]], sw
                   **timed(lambda: list(pool.map(get, mlflow_ids)), max(3, calls // 3),
                           lambda bodies: all(len(b["run"]["data"].get("metrics", [])) == 7 for b in bodies))}
     results.append(result)
-    _progress(f"    {result['case']:<40} p50 {result['p50']:8.1f} ms  p95 {result['p95']:8.1f} ms")
+    progress(f"    {result['case']:<40} p50 {result['p50']:8.1f} ms  p95 {result['p95']:8.1f} ms")
     return results
 
 
@@ -338,7 +338,7 @@ def report(figures: dict[str, Any]) -> str:
         rows.append((case["case"], str(case["calls"]), f"{case['p50']:.1f} ms", f"{case['p95']:.1f} ms",
                      f"{case['max']:.1f} ms", f"{case['bytes'] / 1024:.0f}",
                      ("PASS" if ok else "FAIL") + ("" if case["correct"] else " (wrong answer)")))
-    lines += _table(rows)
+    lines += table(rows)
     peer = figures.get("mlflow")
     lines.append("")
     if peer is None:
@@ -352,7 +352,7 @@ def report(figures: dict[str, Any]) -> str:
         for case in peer["cases"]:
             rows.append((case["case"], str(case["calls"]), f"{case['p50']:.1f} ms", f"{case['p95']:.1f} ms",
                          f"{case['max']:.1f} ms"))
-        lines += _table(rows)
+        lines += table(rows)
         ours = {case["case"]: case for case in figures["flowdeck"]}
         pairs = [("runs list, first page", "GET /runs (first page, 50)", "runs/search (first page, 50)"),
                  ("runs list, filtered", "GET /runs?q=nightly 1&state=FAILED", "runs/search name LIKE + status=FAILED"),
@@ -406,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         names[sweep_experiment] = "sweep"
         runs = make_runs(args.runs, args.sweep, list(names)[:5], sweep_experiment)
         sweep_ids = [run["id"] for run in runs[args.runs:]]
-        _progress(f"inserting {len(runs):,} runs into flowdeck's store")
+        progress(f"inserting {len(runs):,} runs into flowdeck's store")
         figures["insert_s"] = round(fill_flowdeck(server.database_url, runs, spec), 2)
-        _progress(f"timing flowdeck's pages at {server.url}, {args.calls} requests each")
+        progress(f"timing flowdeck's pages at {server.url}, {args.calls} requests each")
         figures["flowdeck"] = time_flowdeck(server.url, runs, sweep_ids, next(iter(names)), args.calls)
     finally:
         server.stop()
@@ -416,12 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None:
         version = subprocess.run([*command, "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
         peer = MlflowServer(command, workdir / "mlflow")
-        _progress(f"starting mlflow server {version}")
+        progress(f"starting mlflow server {version}")
         try:
             peer.start()
-            _progress(f"logging {len(runs):,} runs through MLflow's REST API (8 clients)")
+            progress(f"logging {len(runs):,} runs through MLflow's REST API (8 clients)")
             fill_s, logged = fill_mlflow(peer.url, runs, names)
-            _progress(f"  logged in {fill_s:.0f} s; timing MLflow's requests")
+            progress(f"  logged in {fill_s:.0f} s; timing MLflow's requests")
             figures["mlflow"] = {"version": version, "fill_s": round(fill_s, 1),
                                  "cases": time_mlflow(peer.url, logged, runs, sweep_ids, args.calls)}
         finally:
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["total_s"] = round(time.perf_counter() - started, 1)
     if args.keep:
         figures["workdir"] = str(workdir)
-        _progress(f"working directory kept: {workdir}")
+        progress(f"working directory kept: {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     text = report(figures)

@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from environment import describe_environment
 from kfp import dsl
+from reporting import describe_environment, progress, table
 
 from flowdeck.pipelines.engine import Listener  # the type run_pipeline(listener=...) takes
 
@@ -335,8 +335,6 @@ class Flowdeck:
 ADD_ONE = "comp-add-one"
 
 
-def _progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def _slope_ms(values: dict[int, float], short: int, long: int) -> float:
@@ -358,7 +356,7 @@ def chain_scenario(kfp: KfpLocal | None, fd: Flowdeck, sizes: tuple[int, int], r
             assert "wall_s" in observed, f"flowdeck chain-{n}: the listener saw {window.done} of {n} tasks end"
             walls[n].append(measured.wall)
             executions[n].append(observed["wall_s"])
-            _progress(f"  flowdeck  chain-{n:<4} {measured.wall:8.3f} s  output={value}")
+            progress(f"  flowdeck  chain-{n:<4} {measured.wall:8.3f} s  output={value}")
     wall = {n: statistics.median(v) for n, v in walls.items()}
     execution = {n: statistics.median(v) for n, v in executions.items()}
     outside = {n: wall[n] - execution[n] for n in sizes}
@@ -378,7 +376,7 @@ def chain_scenario(kfp: KfpLocal | None, fd: Flowdeck, sizes: tuple[int, int], r
             value, measured = kfp.run(make_chain(n))
             assert value == n, f"kfp.local chain-{n} returned {value!r}, want {n}"
             kfp_wall[n] = measured.wall
-            _progress(f"  kfp.local chain-{n:<4} {measured.wall:8.3f} s  output={value}")
+            progress(f"  kfp.local chain-{n:<4} {measured.wall:8.3f} s  output={value}")
         figures["kfp_local"] = {"wall_s": {str(n): round(kfp_wall[n], 4) for n in sizes},
                                 "per_task_ms": _slope_ms(kfp_wall, short, long)}
         fd_per_task = figures["flowdeck"]["per_task_ms"]
@@ -396,12 +394,12 @@ def fanout_scenario(kfp: KfpLocal | None, fd: Flowdeck, width: int) -> dict[str,
     assert value == expected, f"flowdeck fanout-{width} returned {value!r}, want {expected}"
     iterations = sum(1 for t in result["tasks"] if t["name"] == "add-one" and t["state"] == "SUCCEEDED")
     assert iterations == width, f"flowdeck fanout-{width}: {iterations} add-one tasks succeeded, want {width}"
-    _progress(f"  flowdeck  fanout-{width:<4} {measured.wall:8.3f} s  sum={value}")
+    progress(f"  flowdeck  fanout-{width:<4} {measured.wall:8.3f} s  sum={value}")
     figures["flowdeck"] = {"whole_call": measured.as_dict(), "fanout_window": window.as_dict()}
     if kfp is not None:
         value, measured = kfp.run(make_fanout(width))
         assert value == expected, f"kfp.local fanout-{width} returned {value!r}, want {expected}"
-        _progress(f"  kfp.local fanout-{width:<4} {measured.wall:8.3f} s  sum={value}")
+        progress(f"  kfp.local fanout-{width:<4} {measured.wall:8.3f} s  sum={value}")
         figures["kfp_local"] = {"whole_call": measured.as_dict(), "per_iteration_s": round(measured.wall / width, 4)}
         figures["wall_ratio"] = round(measured.wall / figures["flowdeck"]["whole_call"]["wall_s"], 1)
     return figures
@@ -450,7 +448,7 @@ def big_fanout_scenario(widths: tuple[int, ...], workdir: Path) -> list[dict[str
         assert figures["state"] == "SUCCEEDED" and figures["output"] == expected, \
             f"{width}-wide fan-out: state {figures['state']} ({figures['error']}), output {figures['output']!r}, " \
             f"want {expected}"
-        _progress(f"  flowdeck  fanout-{width:<4} {figures['wall_s']:8.3f} s  sum={figures['output']}  "
+        progress(f"  flowdeck  fanout-{width:<4} {figures['wall_s']:8.3f} s  sum={figures['output']}  "
                   f"engine peak RSS {figures['engine_peak_rss_kib'] / 1024:.1f} MiB")
         runs.append(figures)
     return runs
@@ -477,15 +475,6 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:.1f} MiB"
 
 
-def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -528,7 +517,7 @@ def report(figures: dict[str, Any]) -> str:
                      f"~{estimate / 60:.0f} min (est.)" if estimate else "not run", _s(run["wall_s"]),
                      f"~{estimate / run['wall_s']:.0f}x (est.)" if estimate else ""))
         rows.append(("  flowdeck engine peak RSS", "", _mib(run["engine_peak_rss_kib"]), ""))
-    lines += _table(rows)
+    lines += table(rows)
     lines.append("")
     if kfp_chain and chain.get("per_task_ratio") is not None:
         verdict = "met" if chain["per_task_ratio"] >= TARGET_RATIO else "NOT met"
@@ -638,16 +627,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kfp = None if args.skip_kfp_local else KfpLocal(workdir)
         fd = Flowdeck(workdir)
-        _progress("warming up both runners (not measured)")
+        progress("warming up both runners (not measured)")
         fd.run(make_chain(2))
         if kfp is not None:
             kfp.run(make_chain(1))
-        _progress(f"chains of {chains[0]} and {chains[1]}")
+        progress(f"chains of {chains[0]} and {chains[1]}")
         figures["chains"] = chain_scenario(kfp, fd, chains, max(1, args.repeat))
-        _progress(f"ParallelFor x{width} with Collected fan-in")
+        progress(f"ParallelFor x{width} with Collected fan-in")
         figures["fanout"] = fanout_scenario(kfp, fd, width)
         if big_widths:
-            _progress(f"ParallelFor x{', x'.join(map(str, big_widths))}: flowdeck only, each in a fresh interpreter")
+            progress(f"ParallelFor x{', x'.join(map(str, big_widths))}: flowdeck only, each in a fresh interpreter")
             figures["big_fanout"] = big_fanout_scenario(big_widths, workdir)
             if "kfp_local" in figures["fanout"]:
                 per_iteration = figures["fanout"]["kfp_local"]["per_iteration_s"]

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from environment import describe_environment
+from reporting import describe_environment, progress, table
 
 KSERVE_VERSION = "0.21.0"
 MODEL_NAME = "iris-like"
@@ -95,8 +95,6 @@ end
 """
 
 
-def _progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -315,13 +313,13 @@ def kserve_python(cache_dir: Path, sklearn_version: str) -> Path:
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return python
     if venv.exists() and python.exists():  # another scikit-learn: change just that
-        _progress(f"kserve venv: installing scikit-learn=={sklearn_version} in {venv}")
+        progress(f"kserve venv: installing scikit-learn=={sklearn_version} in {venv}")
         _pip(python, [f"scikit-learn=={sklearn_version}"], venv / "pip.log")
     else:
         partial = cache_dir / f"kserve-{KSERVE_VERSION}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _progress(f"kserve venv: creating {venv} with kserve=={KSERVE_VERSION} (once; about 1-2 minutes)")
+        progress(f"kserve venv: creating {venv} with kserve=={KSERVE_VERSION} (once; about 1-2 minutes)")
         subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
         _pip(partial / "bin" / "python", [f"kserve=={KSERVE_VERSION}", f"scikit-learn=={sklearn_version}", "joblib"],
              partial / "pip.log")
@@ -487,7 +485,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         wrk = Wrk(wrk_binary, client_cpu, write_wrk_scripts(workdir, workload))
         ready: list[Server] = []
         for server in servers:
-            _progress(f"starting {server.name}")
+            progress(f"starting {server.name}")
             try:
                 server.start()
             except RuntimeError as exc:
@@ -508,7 +506,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cells = cells_for(ready)
         for round_index in range(rounds):
             for protocol, connections, name in cells:
-                _progress(f"round {round_index + 1}/{rounds}: {name} {protocol} c{connections}")
+                progress(f"round {round_index + 1}/{rounds}: {name} {protocol} c{connections}")
                 warm_up = wrk.run(by_name[name], protocol, connections, 1)
                 run = wrk.run(by_name[name], protocol, connections, duration)
                 runs.setdefault(f"{name} {protocol} c{connections}", []).append(run)
@@ -516,7 +514,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         figures["cells"] = {key: _median_run(values) for key, values in runs.items()}
         figures["runs"] = runs
         if "floor" in by_name:
-            _progress("load generator ceiling: wrk against the floor's no-op route")
+            progress("load generator ceiling: wrk against the floor's no-op route")
             figures["ceiling"] = wrk.run(by_name["floor"], "noop", 16, duration)
             served["floor"] = served.get("floor", 0) + figures["ceiling"]["requests"]
         figures["rss_mib"] = {server.name: _rss_mib(server.pid) for server in ready}
@@ -591,15 +589,6 @@ def targets(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- report
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -629,7 +618,7 @@ def report(figures: dict[str, Any]) -> str:
         rows.append((name, protocol.upper(), connections[1:], f"{cell['rps']:,.0f}", f"{cell['p50_ms']:.2f}",
                      f"{cell['p99_ms']:.2f}", f"{cell['server_cpu_us_per_req']:.0f}", f"{cell['client_cores']:.2f}",
                      str(cell["errors"])))
-    lines += _table(rows)
+    lines += table(rows)
     ceiling = figures.get("ceiling")
     cells = figures.get("cells", {})
     if ceiling:
@@ -648,7 +637,7 @@ def report(figures: dict[str, Any]) -> str:
             f"{check['value']:.2f}x" if check["unit"] == "x" else f"{check['value']:.3f} ms")
         per_round = " ".join(f"{v:.2f}" for v in check["per_round"]) if len(check["per_round"]) > 1 else ""
         target_rows.append((check["what"], value, check["target"], verdict, per_round))
-    lines += _table(target_rows)
+    lines += table(target_rows)
     if figures.get("rss_mib"):
         rss = ", ".join(f"{name} {mib} MiB" for name, mib in figures["rss_mib"].items())
         lines += ["", f"RSS after the run: {rss}",
