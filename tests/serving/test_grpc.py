@@ -1,15 +1,14 @@
 """Conformance of the V2 gRPC API: real `flowdeck serve --grpc-port 0` processes driven by real clients.
 
-tritonclient.grpc (and kserve's InferenceGRPCClient where its venv exists) against a scikit-learn
-model, whose predictions must equal its own `predict`; every datatype through raw and typed contents
-against an echo model; the same bad requests over REST and gRPC answered with the same message and
-the mapped status code; our message descriptors checked field by field against tritonclient's.
+tritonclient.grpc and kserve's InferenceGRPCClient against a scikit-learn model, whose predictions
+must equal its own `predict`; every datatype through raw and typed contents against an echo model; the
+same bad requests over REST and gRPC answered with the same message and the mapped status code; our
+message descriptors checked field by field against tritonclient's.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -337,8 +336,6 @@ def test_messages_match_tritonclients_descriptors() -> None:
                         if nested.name != "PropertiesEntry"]
 
 
-KSERVE_PYTHON = Path(os.environ.get("FLOWDECK_KSERVE_PYTHON",
-                                    Path.home() / ".cache/flowdeck-bench/kserve-0.21.0/bin/python"))
 KSERVE_SCRIPT = '''
 import asyncio, json, sys
 import grpc, numpy as np
@@ -365,14 +362,9 @@ asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
 '''
 
 
-@pytest.mark.skipif(not KSERVE_PYTHON.exists(), reason="kserve 0.21 lives in its own venv (it conflicts with our "
-                    "fastapi): run benchmarks/serving_vs_kserve.py once, or set FLOWDECK_KSERVE_PYTHON")
-def test_kserve_inference_grpc_client(server: Server, classifier) -> None:
+def test_kserve_inference_grpc_client(server: Server, classifier, run_in_kserve) -> None:
     estimator, rows = classifier
-    run = subprocess.run([str(KSERVE_PYTHON), "-c", KSERVE_SCRIPT, server.address, json.dumps(rows.tolist())],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    answer = json.loads(run.stdout.splitlines()[-1])
+    answer = run_in_kserve(KSERVE_SCRIPT, server.address, json.dumps(rows.tolist()))
     predictions = estimator.predict(rows).tolist()
     assert answer == {"ready": [True, True, True], "raw": ["k-1", predictions], "typed": predictions,
                       "unknown": "NOT_FOUND"}
