@@ -7,7 +7,10 @@ started through the control plane's runtime, one process per replica; a replica 
 prints its URL, which `flowdeck serve` does once `/v2/health/ready` would answer 200. `maxReplicas`
 is recorded, but nothing autoscales locally: a service runs `minReplicas` replicas. In front of the
 replicas runs one router process per service (`flowdeck.serving.router`, which says why it is a
-process), on the same port across restarts when that port is free.
+process), on the same port across restarts when that port is free. The routing table tells the router
+the service's namespace and whether the control plane requires credentials (asked at every reconcile);
+the router then checks them itself (`serving.access`), with the control plane's settings passed in its
+environment, and lets the controller read its state with a per-router key.
 
 Rollouts follow KServe's canary strategy. The first revision gets all traffic once ready. A changed
 spec starts a new revision beside the serving one; once it is ready it gets `canaryTrafficPercent`
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import sys
 import threading
@@ -78,9 +82,11 @@ class Processes:
     revisions: dict[str, list[Replica]] = field(default_factory=dict)
     router: WorkloadHandle | None = None
     router_url: str | None = None
-    #: The routing table last written, and its version.
-    routes: list[tuple[str, int, list[str]]] | None = None
+    #: The routing table last written (whether it requires credentials, and the revisions), and its version.
+    routes: tuple[bool, list[tuple[str, int, list[str]]]] | None = None
     routes_version: int = 0
+    #: What the controller shows the router to read its table when the router requires credentials.
+    key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
 
 _lock = threading.Lock()
@@ -157,7 +163,7 @@ def reconcile(ctx: KindContext, resource: Resource, spec: InferenceServiceSpec) 
             del records[record["name"]]
 
     url = _run_router(ctx, resource, runtime, procs, split)
-    acked = url is not None and _router_acked(url, procs.routes_version)
+    acked = url is not None and _router_acked(url, procs.routes_version, procs.key)
     for name in list(procs.revisions):
         if name not in {r["name"] for r in records.values() if not r.get("failed")} and (acked or not serving):
             _stop_revision(runtime, procs, name)
@@ -294,10 +300,14 @@ def _run_router(ctx: KindContext, resource: Resource, runtime: Runtime, procs: P
     routes_path = _service_dir(ctx.settings, resource) / "routes.json"
     table = [(name, percent, [r.url for r in procs.revisions.get(name, []) if r.url and r.handle.running])
              for name, percent in split]
-    if table != procs.routes:
+    # the control plane's own rule (AccessMode.multi_user), asked at every reconcile: it changes when users appear
+    requires = getattr(ctx.runs, "requires_credentials", None)
+    credentials = bool(requires is not None and requires())
+    if (credentials, table) != procs.routes:
         procs.routes_version += 1
-        write_routes(routes_path, resource.metadata.name, procs.routes_version, table)
-        procs.routes = table
+        write_routes(routes_path, resource.metadata.name, procs.routes_version, table,
+                     namespace=resource.metadata.namespace or "", credentials=credentials)
+        procs.routes = (credentials, table)
         if len(table) > 1:
             ctx.event(resource, "TrafficSplit", ", ".join(f"{name} {percent}%" for name, percent, _ in table))
     router = procs.router
@@ -310,9 +320,14 @@ def _run_router(ctx: KindContext, resource: Resource, runtime: Runtime, procs: P
     else:
         port = _recorded_port(resource)
     if procs.router is None:
+        from flowdeck.serving.router import KEY_ENV, SETTINGS_ENV
+
         command = [sys.executable, "-m", "flowdeck.serving.router", "--routes", str(routes_path),
                    "--host", "127.0.0.1", "--port", str(port)]
-        workload = Workload(name=f"{resource.metadata.name}-router", command=command,
+        # the control plane's settings (its database, how credentials are read), less secrets the router never uses
+        settings = ctx.settings.model_dump_json(exclude={"oidc_client_secret", "secret_key"})
+        env = {SETTINGS_ENV: settings, KEY_ENV: procs.key}
+        workload = Workload(name=f"{resource.metadata.name}-router", command=command, env=env,
                             namespace=api_namespace(resource.metadata.namespace or ""),
                             log_path=str(_log_dir(ctx.settings, resource) / f"router-{time.time_ns()}.log"),
                             labels=_labels(resource, ""))
@@ -329,12 +344,12 @@ def _recorded_port(resource: Resource) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _router_acked(url: str, version: int) -> bool:
+def _router_acked(url: str, version: int, key: str) -> bool:
     """Whether the router follows routing table `version` (or a newer one)."""
-    from flowdeck.serving.router import STATUS_PATH
+    from flowdeck.serving.router import KEY_HEADER, STATUS_PATH
 
     try:
-        answer = httpx.get(url + STATUS_PATH, timeout=1.0)
+        answer = httpx.get(url + STATUS_PATH, headers={KEY_HEADER.decode(): key}, timeout=1.0)
         return answer.status_code == 200 and answer.json().get("version", 0) >= version
     except (httpx.HTTPError, ValueError):
         return False

@@ -17,13 +17,23 @@ The controller hands over the routing table as a JSON file, replaced atomically,
 re-reads when it changes (`RELOAD_SECONDS`); `GET /.flowdeck/router` reports the table in use, so
 the controller stops an old revision only once the router no longer sends it traffic. The table:
 
-    {"name": "iris", "version": 3,
+    {"name": "iris", "version": 3, "namespace": "team-a", "credentials": true,
      "revisions": [{"name": "iris-predictor-00001", "percent": 80, "replicas": ["http://127.0.0.1:41001"]},
                    {"name": "iris-predictor-00002", "percent": 20, "replicas": ["http://127.0.0.1:41002"]}]}
 
-Like `flowdeck serve`, the router binds 127.0.0.1 and is open to local processes: it checks no
-credentials, even when the control plane is multi-user (only the resource verbs are guarded there;
-checking a bearer token against the store, and answering 404 to another profile's, is still open).
+Access. The router binds 127.0.0.1. When the control plane requires credentials, the controller says
+so in the table (`credentials`, from the control plane's own rule, re-evaluated at every reconcile,
+so creating the first user closes every router within a second) and every request must come from a
+principal who may read in the service's `namespace` (`serving.access` explains the checks and their
+cost); otherwise, as with `flowdeck serve` and a single-user control plane, the router is open to
+local processes. The design: the router checks credentials itself, against the control plane's store
+(opened read-only through the same database URL the control plane passes it with its settings), so a
+request costs no hop through the control plane and a cache hit stays in-process. Checked credentials
+(`Authorization`, `Cookie`) are not forwarded: a model's code never sees a caller's token.
+The health endpoints (`/v2/health/live`, `/v2/health/ready`) stay open for probes and load balancers:
+they reveal nothing, since to callers not known to read the namespace they answer without the
+revision header and the 503 without the service's name. `GET /.flowdeck/router` is guarded too (it
+names replicas): the controller proves itself with the key it gave the router (`KEY_HEADER`).
 
     python -m flowdeck.serving.router --routes ROUTES.json [--port N]
 """
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
 import os
 import signal
@@ -45,6 +56,9 @@ from typing import Any
 import httpx
 import uvicorn
 
+from flowdeck.config import Settings
+from flowdeck.serving.access import RouterAccess
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -56,6 +70,14 @@ PROBE_SECONDS = 0.5
 #: The path at which the router describes itself instead of forwarding.
 STATUS_PATH = "/.flowdeck/router"
 REVISION_HEADER = b"x-flowdeck-revision"
+#: Health endpoints: open to anyone, whatever the table says.
+HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+#: The header with which the controller reads `STATUS_PATH` of a router that requires credentials.
+KEY_HEADER = b"x-flowdeck-router-key"
+#: The environment variables the controller passes: the control plane's settings (JSON) and the key.
+SETTINGS_ENV, KEY_ENV = "FLOWDECK_ROUTER_SETTINGS", "FLOWDECK_ROUTER_KEY"
+#: Request headers that carry the credentials the router checked: not passed on to replicas.
+_CREDENTIALS = frozenset({b"authorization", b"cookie"})
 #: Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), plus those httpx recomputes.
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
                          b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length"})
@@ -98,6 +120,9 @@ class Routes:
     name: str = ""
     version: int = 0
     revisions: list[Revision] = field(default_factory=list)
+    #: The service's namespace (as the store keeps it), and whether requests need a principal who may read there.
+    namespace: str = ""
+    credentials: bool = False
 
     def pick(self, exclude: set[str]) -> tuple[Revision, Backend] | None:
         """A revision by weight among those with an up backend (any revision when no weighted one has one)."""
@@ -115,7 +140,8 @@ class Routes:
         return chosen, backend
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version,
+        return {"name": self.name, "version": self.version, "namespace": self.namespace,
+                "credentials": self.credentials,
                 "revisions": [{"name": r.name, "percent": r.percent,
                                "replicas": [{"url": b.url, "up": b.up} for b in r.backends]}
                               for r in self.revisions]}
@@ -128,12 +154,14 @@ def load_routes(path: Path, previous: Routes) -> Routes:
     revisions = [Revision(name=r["name"], percent=int(r["percent"]),
                           backends=[known.get(url) or Backend(url) for url in r["replicas"]])
                  for r in document["revisions"]]
-    return Routes(name=document.get("name", ""), version=int(document["version"]), revisions=revisions)
+    return Routes(name=document.get("name", ""), version=int(document["version"]), revisions=revisions,
+                  namespace=document.get("namespace", ""), credentials=bool(document.get("credentials")))
 
 
-def write_routes(path: Path, name: str, version: int, revisions: list[tuple[str, int, list[str]]]) -> None:
+def write_routes(path: Path, name: str, version: int, revisions: list[tuple[str, int, list[str]]], *,
+                 namespace: str = "", credentials: bool = False) -> None:
     """Replace the routing table at `path` atomically (the router never reads half a file)."""
-    document = {"name": name, "version": version,
+    document = {"name": name, "version": version, "namespace": namespace, "credentials": credentials,
                 "revisions": [{"name": n, "percent": p, "replicas": urls} for n, p, urls in revisions]}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
@@ -144,8 +172,10 @@ def write_routes(path: Path, name: str, version: int, revisions: list[tuple[str,
 class Router:
     """The ASGI app: forwards each request to a replica chosen by `Routes.pick`."""
 
-    def __init__(self, routes_path: Path) -> None:
+    def __init__(self, routes_path: Path, access: RouterAccess, key: str | None = None) -> None:
         self.routes_path = routes_path
+        self.access = access
+        self.key = key.encode() if key else None
         self.routes = Routes()
         self._mtime: int | None = None
         self._client: httpx.AsyncClient | None = None
@@ -155,10 +185,24 @@ class Router:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            if scope["path"] == STATUS_PATH:
-                await _answer(send, 200, json.dumps(self.routes.to_json()).encode())
+            routes, path = self.routes, scope["path"]
+            known = not routes.credentials  # whether the caller may know which service this is
+            if routes.credentials and path not in HEALTH_PATHS and not (path == STATUS_PATH and self._keyed(scope)):
+                refusal = await self.access.refusal(scope, routes.namespace)
+                if refusal is not None:
+                    await _answer(send, refusal.status, json.dumps({"error": refusal.message}).encode(),
+                                  refusal.headers)
+                    return
+                known = True
+            if path == STATUS_PATH:
+                await _answer(send, 200, json.dumps(routes.to_json()).encode())
             else:
-                await self._forward(scope, receive, send)
+                await self._forward(scope, receive, send, known)
+
+    def _keyed(self, scope: Scope) -> bool:
+        """Whether the request carries the controller's key."""
+        given = next((v for k, v in scope["headers"] if k.lower() == KEY_HEADER), None)
+        return self.key is not None and given is not None and hmac.compare_digest(given, self.key)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -175,6 +219,7 @@ class Router:
                     self._watcher.cancel()
                 if self._client is not None:
                     await self._client.aclose()
+                self.access.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -208,13 +253,16 @@ class Router:
             backend.up = False
 
     # -- forwarding ---------------------------------------------------------------------------------
-    async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, known: bool) -> None:
+        """Answer with a replica's answer; naming the service and the revision only when `known`."""
         assert self._client is not None
         body = await _read_body(receive)
         target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        dropped = _HOP_BY_HOP | _CREDENTIALS if self.routes.credentials else _HOP_BY_HOP
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
+        service = (self.routes.name or "this service") if known else "this service"
         tried: set[str] = set()
         while (picked := self.routes.pick(tried)) is not None:
             revision, backend = picked
@@ -227,7 +275,7 @@ class Router:
                 backend.up = False  # the request never reached it: another replica may take it
                 continue
             except httpx.TimeoutException:
-                await _error(send, 504, f"{self.routes.name}: replica {backend.url} did not answer in time")
+                await _error(send, 504, f"{service}: {_replica(backend, known)} did not answer in time")
                 return
             except httpx.TransportError:
                 backend.up = False  # nothing was answered: another replica may take the request
@@ -236,16 +284,22 @@ class Router:
                 content = b"".join([chunk async for chunk in response.aiter_raw()])
             except httpx.HTTPError as exc:
                 backend.up = False
-                await _error(send, 502, f"{self.routes.name}: replica {backend.url} broke off its answer: {exc}")
+                await _error(send, 502, f"{service}: {_replica(backend, known)} broke off its answer: {exc}")
                 return
             finally:
                 await response.aclose()
             answer = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
-            answer += [(b"content-length", str(len(content)).encode()), (REVISION_HEADER, revision.name.encode())]
+            answer.append((b"content-length", str(len(content)).encode()))
+            if known:
+                answer.append((REVISION_HEADER, revision.name.encode()))
             await send({"type": "http.response.start", "status": response.status_code, "headers": answer})
             await send({"type": "http.response.body", "body": content})
             return
-        await _error(send, 503, f"{self.routes.name or 'this service'} has no ready replica")
+        await _error(send, 503, f"{service} has no ready replica")
+
+
+def _replica(backend: Backend, known: bool) -> str:
+    return f"replica {backend.url}" if known else "a replica"
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -257,9 +311,10 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _answer(send: Send, status: int, body: bytes) -> None:
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or ())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -294,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"router: {exc}", file=sys.stderr)
         return 1
     url = f"http://{args.host}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(Router(args.routes), http="auto", loop="auto", lifespan="on", access_log=False,
+    given = os.environ.get(SETTINGS_ENV)
+    settings = Settings.model_validate_json(given) if given else Settings()
+    router = Router(args.routes, RouterAccess(settings), os.environ.get(KEY_ENV))
+    config = uvicorn.Config(router, http="auto", loop="auto", lifespan="on", access_log=False,
                             log_level="warning", server_header=False, date_header=False, proxy_headers=False,
                             timeout_graceful_shutdown=5)
     # uvicorn stops gracefully on SIGTERM/Ctrl-C, then re-raises the signal to the handlers it found:
