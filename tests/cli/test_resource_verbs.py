@@ -241,14 +241,15 @@ def test_an_unknown_kind_or_api_version_is_one_line_naming_it(cli: Any, workdir:
     job = write(workdir, "job.yaml", {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
                                       "metadata": {"name": "train", "namespace": "invalid"}, "spec": {}})
     assert one_error_line(cli("apply", "-f", str(job)), 2) == \
-        f"{job}: unknown kind 'PyTorchJob' (apiVersion kubeflow.org/v1); known kinds: PipelineRun, Profile, Widget"
+        f"{job}: unknown kind 'PyTorchJob' (apiVersion kubeflow.org/v1); known kinds: InferenceService, PipelineRun, " \
+        "Profile, Widget"
     version = write(workdir, "version.yaml", {**widget("v", "invalid"), "apiVersion": "test.flowdeck.dev/v9"})
     assert one_error_line(cli("apply", "-f", str(version)), 2) == (
         f"{version}: kind Widget has no apiVersion 'test.flowdeck.dev/v9' "
         "(expected test.flowdeck.dev/v1 or test.flowdeck.dev/v1beta1)")
     assert stored(cli, "widgets", "invalid") == []
     assert one_error_line(cli("get", "pytorchjobs"), 2) == \
-        "unknown kind 'pytorchjobs'; known kinds: PipelineRun, Profile, Widget"
+        "unknown kind 'pytorchjobs'; known kinds: InferenceService, PipelineRun, Profile, Widget"
 
 
 def test_a_yaml_syntax_error_names_the_line_and_a_missing_file_is_named(cli: Any, workdir: Path) -> None:
