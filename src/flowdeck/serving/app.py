@@ -11,7 +11,6 @@ Every non-2xx answer is `{"error": "..."}`.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ import orjson
 from flowdeck import __version__
 from flowdeck.serving import v1, v2
 from flowdeck.serving.errors import ServingError, bad_request
-from flowdeck.serving.metrics import Metrics
+from flowdeck.serving.metrics import Measured, Metrics
 from flowdeck.serving.model import ModelRepository, ModelRunner
 
 log = logging.getLogger("flowdeck.serving")
@@ -133,26 +132,13 @@ class ServingApp:
         return _json(v2.model_metadata(model))
 
     async def _v2_infer(self, scope: Scope, receive: Receive, runner: ModelRunner) -> Answer:
-        started = time.perf_counter()
         model = runner.model
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight(model.name).inc()
-        status = 500
-        try:
+        with Measured(self.metrics, model.name, "v2"):
             headers = _headers(scope)
             body = await self._body(receive)
             request = v2.decode_request(model.name, body, headers.get("inference-header-content-length"))
             result = await runner(request, headers)
             payload, header_length = v2.encode_response(v2.as_response(result, request, model), request)
-            status = 200
-        except ServingError as exc:
-            status = exc.status
-            raise
-        finally:
-            if metrics is not None:
-                metrics.in_flight(model.name).dec()
-                metrics.record(model.name, "v2", status, time.perf_counter() - started)
         if header_length is None:
             return 200, payload, None
         return 200, payload, [(b"content-type", b"application/octet-stream"),
@@ -181,22 +167,9 @@ class ServingApp:
             if not runner.model.ready:
                 raise ServingError(503, f"model '{name}' is not ready")
             return _json({"name": name, "ready": True})
-        started = time.perf_counter()
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight(name).inc()
-        status = 500
-        try:
+        with Measured(self.metrics, name, "v1"):
             payload = v1.decode_request(await self._body(receive))
             body = v1.encode_response(await runner(payload, _headers(scope), verb))
-            status = 200
-        except ServingError as exc:
-            status = exc.status
-            raise
-        finally:
-            if metrics is not None:
-                metrics.in_flight(name).dec()
-                metrics.record(name, "v1", status, time.perf_counter() - started)
         return 200, body, None
 
     # Model repository extension and metrics

@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,7 +29,7 @@ from flowdeck.serving import oip_proto as pb
 from flowdeck.serving import v2
 from flowdeck.serving.app import EXTENSIONS, MAX_BODY_BYTES
 from flowdeck.serving.errors import ServingError, bad_request
-from flowdeck.serving.metrics import Metrics
+from flowdeck.serving.metrics import Measured, Metrics
 from flowdeck.serving.model import ModelRepository
 from flowdeck.serving.tensors import InferRequest, InferResponse, RequestedOutput, Tensor
 
@@ -181,25 +180,11 @@ class InferenceService:
         model = runner.model
         if message.model_version and message.model_version != model.version:
             raise ServingError(404, f"model '{model.name}' has no version '{message.model_version}'")
-        started = time.perf_counter()
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight(model.name).inc()
-        status = 500
-        try:
+        with Measured(self.metrics, model.name, "grpc"):
             request, raw = decode_request(message)
             headers = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
             result = await runner(request, headers)
-            answer = encode_response(v2.as_response(result, request, model), request, raw)
-            status = 200
-        except ServingError as exc:
-            status = exc.status
-            raise
-        finally:
-            if metrics is not None:
-                metrics.in_flight(model.name).dec()
-                metrics.record(model.name, "grpc", status, time.perf_counter() - started)
-        return answer
+            return encode_response(v2.as_response(result, request, model), request, raw)
 
     async def repository_index(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.RepositoryIndexResponse(models=self.repository.index(request.ready))

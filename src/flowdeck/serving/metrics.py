@@ -9,6 +9,9 @@ request costs a few dictionary lookups.
 
 from __future__ import annotations
 
+import time
+from types import TracebackType
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -19,6 +22,8 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+
+from flowdeck.serving.errors import ServingError
 
 _LATENCY_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -78,3 +83,27 @@ class Metrics:
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+class Measured:
+    """`with Measured(metrics, model, protocol):` around answering one inference request: counts it in flight
+    while it runs, then records its status (200; a `ServingError`'s own; else 500) and latency. A no-op when
+    the server keeps no metrics (`metrics` None)."""
+
+    __slots__ = ("metrics", "model", "protocol", "started")
+
+    def __init__(self, metrics: Metrics | None, model: str, protocol: str) -> None:
+        self.metrics, self.model, self.protocol = metrics, model, protocol
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.in_flight(self.model).inc()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self.metrics is None:
+            return
+        status = 200 if error is None else error.status if isinstance(error, ServingError) else 500
+        self.metrics.in_flight(self.model).dec()
+        self.metrics.record(self.model, self.protocol, status, time.perf_counter() - self.started)
