@@ -168,7 +168,7 @@ def reconcile(ctx: KindContext, resource: Resource, spec: InferenceServiceSpec) 
         if name not in {r["name"] for r in records.values() if not r.get("failed")} and (acked or not serving):
             _stop_revision(runtime, procs, name)
 
-    _write_status(resource, spec, predictor, records, latest, stable, ready, split, url)
+    _write_status(resource, spec, predictor, records, latest, stable, ready, split, url, acked)
     starting = not acked or any(not ready.get(r["name"]) for r in records.values() if not r.get("failed"))
     return STARTING_SECONDS if starting or (set(procs.revisions) - serving - {latest["name"]}) else WATCH_SECONDS
 
@@ -358,9 +358,10 @@ def _router_acked(url: str, version: int, key: str) -> bool:
 # -- status -----------------------------------------------------------------------------------------------
 def _write_status(resource: Resource, spec: InferenceServiceSpec, predictor: dict[str, Any],
                   records: dict[str, dict[str, Any]], latest: dict[str, Any], stable: dict[str, Any] | None,
-                  ready: dict[str, bool], split: list[tuple[str, int]], router_url: str | None) -> None:
+                  ready: dict[str, bool], split: list[tuple[str, int]], router_url: str | None,
+                  acked: bool) -> None:
     status, name = resource.status, resource.metadata.name
-    router_up = router_url is not None
+    router_up = router_url is not None and acked  # listening, and routing by the table just written
     url = router_url or getattr(status, "url", None)
     serving = bool(split)
     failed = latest.get("failed")

@@ -100,14 +100,14 @@ class Revision:
     current: int = 0
     turn: int = 0
 
-    def available(self, exclude: set[str]) -> bool:
-        return any(b.up and b.url not in exclude for b in self.backends)
+    def available(self, exclude: set[str], down_too: bool = False) -> bool:
+        return any((b.up or down_too) and b.url not in exclude for b in self.backends)
 
-    def next_backend(self, exclude: set[str]) -> Backend | None:
-        """The next up backend not in `exclude`, round robin."""
+    def next_backend(self, exclude: set[str], down_too: bool = False) -> Backend | None:
+        """The next up backend (or any, `down_too`) not in `exclude`, round robin."""
         for offset in range(len(self.backends)):
             backend = self.backends[(self.turn + offset) % len(self.backends)]
-            if backend.up and backend.url not in exclude:
+            if (backend.up or down_too) and backend.url not in exclude:
                 self.turn = (self.turn + offset + 1) % len(self.backends)
                 return backend
         return None
@@ -124,9 +124,10 @@ class Routes:
     namespace: str = ""
     credentials: bool = False
 
-    def pick(self, exclude: set[str]) -> tuple[Revision, Backend] | None:
-        """A revision by weight among those with an up backend (any revision when no weighted one has one)."""
-        live = [r for r in self.revisions if r.available(exclude)]
+    def pick(self, exclude: set[str], down_too: bool = False) -> tuple[Revision, Backend] | None:
+        """A revision by weight among those with an up backend (any revision when no weighted one has one);
+        `down_too`: backends marked down count too (one may be back before the probe has seen it)."""
+        live = [r for r in self.revisions if r.available(exclude, down_too)]
         weighted = [r for r in live if r.percent > 0] or live
         if not weighted:
             return None
@@ -135,7 +136,7 @@ class Routes:
             revision.current += max(revision.percent, 1)
         chosen = max(weighted, key=lambda r: r.current)
         chosen.current -= total
-        backend = chosen.next_backend(exclude)
+        backend = chosen.next_backend(exclude, down_too)
         assert backend is not None
         return chosen, backend
 
@@ -264,7 +265,7 @@ class Router:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
         service = (self.routes.name or "this service") if known else "this service"
         tried: set[str] = set()
-        while (picked := self.routes.pick(tried)) is not None:
+        while (picked := self.routes.pick(tried) or self.routes.pick(tried, down_too=True)) is not None:
             revision, backend = picked
             tried.add(backend.url)
             request = self._client.build_request(scope["method"], backend.url + target, headers=headers,
@@ -288,6 +289,7 @@ class Router:
                 return
             finally:
                 await response.aclose()
+            backend.up = True  # it answered (it may have been marked down before the probe saw it back)
             answer = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
             answer.append((b"content-length", str(len(content)).encode()))
             if known:
