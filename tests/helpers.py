@@ -151,3 +151,31 @@ def oidc_provider(claims: dict[str, Any], timeout: float = 20.0) -> Iterator[str
     finally:
         provider.terminate()
         provider.wait(10)
+
+
+class ServeProcess:
+    """A `flowdeck serve ARGS --port 0` subprocess: `url` (and gRPC `address` with `grpc=True`) once announced."""
+
+    def __init__(self, *args: str, grpc: bool = False) -> None:
+        extra = ["--grpc-port", "0"] if grpc else []
+        self.process = subprocess.Popen([sys.executable, "-m", "flowdeck.cli.main", "serve", *args, "--port", "0",
+                                         *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        found = re.search(r" at (http://\S+) .*gRPC: ([^;]+);" if grpc else r" at (http://\S+)",
+                          line[0]) if line else None
+        if found is None:
+            self.stop()
+            raise AssertionError(f"server did not start: {line} {self.process.stderr.read()}")
+        self.url = found.group(1)
+        self.address = found.group(2) if grpc else self.url.removeprefix("http://")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -9,11 +9,9 @@ message descriptors checked field by field against tritonclient's.
 from __future__ import annotations
 
 import json
-import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from flowdeck.serving import oip_proto as pb
+from helpers import ServeProcess
 
 FLOWDECK = [sys.executable, "-m", "flowdeck.cli.main"]
 ECHO_MODEL = '''
@@ -68,43 +67,18 @@ CONTENTS = {"BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_c
             "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
 
-class Server:
-    """A `flowdeck serve ... --grpc-port 0` subprocess; `url` and gRPC `address` once it announced them."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen([*FLOWDECK, "serve", *args, "--port", "0", "--grpc-port", "0"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(60)
-        found = re.search(r" at (http://\S+) .*gRPC: ([^;]+);", line[0]) if line else None
-        if found is None:
-            self.stop()
-            raise AssertionError(f"server did not start: {line} {self.process.stderr.read()}")
-        self.url, self.address = found.groups()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
-def server(model_dir: Path) -> Iterator[Server]:
-    running = Server(str(model_dir), "--name", "iris")
+def server(model_dir: Path) -> Iterator[ServeProcess]:
+    running = ServeProcess(str(model_dir), "--name", "iris", grpc=True)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
-def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     path = tmp_path_factory.mktemp("echo") / "echo.py"
     path.write_text(ECHO_MODEL)
-    running = Server(f"{path}:Echo", "--name", "echo", "--grpc-max-message-mb", "1")
+    running = ServeProcess(f"{path}:Echo", "--name", "echo", "--grpc-max-message-mb", "1", grpc=True)
     yield running
     running.stop()
 
@@ -125,7 +99,7 @@ def rpc_error(address: str, rpc: str, message: Any, answer: Any) -> grpc.RpcErro
 
 
 @pytest.mark.parametrize("datatype", ["FP32", "FP64"])
-def test_tritonclient_infer_equals_predict(server: Server, classifier, datatype: str) -> None:
+def test_tritonclient_infer_equals_predict(server: ServeProcess, classifier, datatype: str) -> None:
     estimator, rows = classifier
     rows = rows.astype(np.float32 if datatype == "FP32" else np.float64)
     client = triton.InferenceServerClient(server.address)
@@ -136,7 +110,7 @@ def test_tritonclient_infer_equals_predict(server: Server, classifier, datatype:
     assert result.get_response().id == "r-1" and result.get_response().model_name == "iris"
 
 
-def test_tritonclient_health_and_metadata(server: Server) -> None:
+def test_tritonclient_health_and_metadata(server: ServeProcess) -> None:
     client = triton.InferenceServerClient(server.address)
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("iris")
     metadata = client.get_server_metadata(as_json=True)
@@ -149,7 +123,7 @@ def test_tritonclient_health_and_metadata(server: Server) -> None:
     assert "protocol=\"grpc\"" in httpx.get(f"{server.url}/metrics").text
 
 
-def test_tritonclient_unknown_model_and_unimplemented_rpc(server: Server) -> None:
+def test_tritonclient_unknown_model_and_unimplemented_rpc(server: ServeProcess) -> None:
     client = triton.InferenceServerClient(server.address)
     rows = np.zeros((1, 4), np.float32)
     tensor = triton.InferInput("input-0", [1, 4], "FP32").set_data_from_numpy(rows)
@@ -165,7 +139,7 @@ def test_tritonclient_unknown_model_and_unimplemented_rpc(server: Server) -> Non
     assert caught.value.status() == "StatusCode.UNIMPLEMENTED"
 
 
-def test_tritonclient_repository_extension(server: Server) -> None:
+def test_tritonclient_repository_extension(server: ServeProcess) -> None:
     client = triton.InferenceServerClient(server.address)
     assert [(model.name, model.state) for model in client.get_model_repository_index().models] == [("iris", "READY")]
     client.unload_model("iris")
@@ -226,7 +200,7 @@ BAD_REQUESTS = [  # (model, version, request, REST status, part of the message)
 
 @pytest.mark.parametrize(("model", "version", "document", "status", "message"), BAD_REQUESTS,
                          ids=[case[4] for case in BAD_REQUESTS])
-def test_bad_requests_answer_as_over_rest(server: Server, model: str, version: str, document: dict, status: int,
+def test_bad_requests_answer_as_over_rest(server: ServeProcess, model: str, version: str, document: dict, status: int,
                                           message: str) -> None:
     path = f"/v2/models/{model}/versions/{version}/infer" if version else f"/v2/models/{model}/infer"
     rest = httpx.post(server.url + path, content=json.dumps(document))
@@ -236,7 +210,7 @@ def test_bad_requests_answer_as_over_rest(server: Server, model: str, version: s
     assert error.details().replace("its contents", "'data'") == rest.json()["error"]
 
 
-def test_bad_grpc_only_requests(server: Server) -> None:
+def test_bad_grpc_only_requests(server: ServeProcess) -> None:
     raw = pb.ModelInferRequest(model_name="iris", raw_input_contents=[b"\x00" * 8])
     raw.inputs.add(name="input-0", datatype="FP32", shape=[1, 4])
     assert "needs 16 bytes but its raw_input_contents entry's size is 8" in rpc_error(
@@ -254,7 +228,7 @@ def test_bad_grpc_only_requests(server: Server) -> None:
         server.address, "ModelInfer", mixed, pb.ModelInferResponse).details()
 
 
-def test_every_datatype_round_trips_raw(echo: Server) -> None:
+def test_every_datatype_round_trips_raw(echo: ServeProcess) -> None:
     client = triton.InferenceServerClient(echo.address)
     inputs = [triton.InferInput(datatype.lower(), list(array.shape), datatype).set_data_from_numpy(array)
               for datatype, array in SAMPLES.items()]
@@ -269,7 +243,7 @@ def test_every_datatype_round_trips_raw(echo: Server) -> None:
                           "label": {"string_param": "x"}, "x-echo": {"string_param": "hello"}}
 
 
-def test_typed_contents_round_trip_as_typed_contents(echo: Server) -> None:
+def test_typed_contents_round_trip_as_typed_contents(echo: ServeProcess) -> None:
     document = {"id": "typed", "inputs": [{"name": datatype, "datatype": datatype, "shape": list(array.shape),
                                            "data": [item.decode() if isinstance(item, bytes) else item
                                                     for item in array.reshape(-1).tolist()]}
@@ -286,7 +260,7 @@ def test_typed_contents_round_trip_as_typed_contents(echo: Server) -> None:
         assert list(output.shape) == list(array.shape) and values == array.reshape(-1).tolist(), output.datatype
 
 
-def test_max_message_size(echo: Server) -> None:
+def test_max_message_size(echo: ServeProcess) -> None:
     client = triton.InferenceServerClient(echo.address)
     big = np.zeros(300_000, np.float32)  # 1.2 MB, over the server's 1 MiB limit
     with pytest.raises(InferenceServerException) as caught:
@@ -362,7 +336,7 @@ asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
 '''
 
 
-def test_kserve_inference_grpc_client(server: Server, classifier, run_in_kserve) -> None:
+def test_kserve_inference_grpc_client(server: ServeProcess, classifier, run_in_kserve) -> None:
     estimator, rows = classifier
     answer = run_in_kserve(KSERVE_SCRIPT, server.address, json.dumps(rows.tolist()))
     predictions = estimator.predict(rows).tolist()

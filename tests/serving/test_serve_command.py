@@ -24,42 +24,19 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from helpers import ServeProcess
+
 FLOWDECK = [sys.executable, "-m", "flowdeck.cli.main"]
 
 
-class Server:
-    """A `flowdeck serve` subprocess; `url` once it printed that it is serving."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen([*FLOWDECK, "serve", *args, "--port", "0"], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(60)
-        if not line or " at http://" not in line[0]:
-            self.stop()
-            raise AssertionError(f"server did not start: {line} {self.process.stderr.read()}")
-        self.url = line[0].split(" at ")[1].split()[0]
-        self.address = self.url.removeprefix("http://")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
-def server(model_dir: Path) -> Iterator[Server]:
-    running = Server(str(model_dir), "--name", "iris")
+def server(model_dir: Path) -> Iterator[ServeProcess]:
+    running = ServeProcess(str(model_dir), "--name", "iris")
     yield running
     running.stop()
 
 
-def triton_infer(server: Server, rows: np.ndarray, datatype: str, binary: bool) -> np.ndarray:
+def triton_infer(server: ServeProcess, rows: np.ndarray, datatype: str, binary: bool) -> np.ndarray:
     client = triton.InferenceServerClient(server.address)
     tensor = triton.InferInput("input-0", list(rows.shape), datatype)
     tensor.set_data_from_numpy(rows, binary_data=binary)
@@ -69,13 +46,13 @@ def triton_infer(server: Server, rows: np.ndarray, datatype: str, binary: bool) 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 @pytest.mark.parametrize("datatype", ["FP32", "FP64"])
-def test_tritonclient_http_infer(server: Server, classifier, binary: bool, datatype: str) -> None:
+def test_tritonclient_http_infer(server: ServeProcess, classifier, binary: bool, datatype: str) -> None:
     estimator, rows = classifier
     rows = rows.astype(np.float32 if datatype == "FP32" else np.float64)
     assert triton_infer(server, rows, datatype, binary).tolist() == estimator.predict(rows).tolist()
 
 
-def test_tritonclient_default_call_and_metadata(server: Server, classifier) -> None:
+def test_tritonclient_default_call_and_metadata(server: ServeProcess, classifier) -> None:
     estimator, rows = classifier
     client = triton.InferenceServerClient(server.address)
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("iris")
@@ -131,7 +108,7 @@ asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
 '''
 
 
-def test_kserve_inference_rest_client(server: Server, classifier, run_in_kserve) -> None:
+def test_kserve_inference_rest_client(server: ServeProcess, classifier, run_in_kserve) -> None:
     """KServe's own REST client, V1 and V2 (JSON and the binary extension both ways), against our server."""
     estimator, rows = classifier
     answer = run_in_kserve(KSERVE_REST_SCRIPT, server.url, json.dumps(rows.tolist()))
@@ -150,7 +127,7 @@ def curl(*args: str | bytes) -> tuple[int, Any]:
 
 
 @pytest.mark.parametrize("content_type", [[], ["-H", "Content-Type: application/json"]], ids=["none", "json"])
-def test_curl(server: Server, classifier, content_type: list[str]) -> None:
+def test_curl(server: ServeProcess, classifier, content_type: list[str]) -> None:
     """`curl -d` sends application/x-www-form-urlencoded unless told otherwise: both must work, V1 and V2."""
     if shutil.which("curl") is None:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
@@ -170,7 +147,7 @@ def test_curl(server: Server, classifier, content_type: list[str]) -> None:
     assert curl(f"{server.url}/v2/health/ready")[0] == 200
 
 
-def test_httpx_v1_v2_and_metrics(server: Server, classifier) -> None:
+def test_httpx_v1_v2_and_metrics(server: ServeProcess, classifier) -> None:
     estimator, rows = classifier
     with httpx.Client(base_url=server.url) as http:
         answer = http.post("/v2/models/iris/infer", json={"inputs": [{"name": "input-0", "shape": [8, 4],
@@ -197,7 +174,7 @@ class Sleepy(Model):
 
 def test_sleeping_predict_does_not_block_health(tmp_path: Path) -> None:
     (tmp_path / "sleepy.py").write_text(SLEEPY)
-    running = Server(str(tmp_path / "sleepy.py"), "--name", "sleepy")
+    running = ServeProcess(str(tmp_path / "sleepy.py"), "--name", "sleepy")
     try:
         with httpx.Client(base_url=running.url) as health:
             health.get("/v2/health/ready")  # connect first
@@ -220,7 +197,7 @@ def test_sleeping_predict_does_not_block_health(tmp_path: Path) -> None:
 
 def test_workers(model_dir: Path, classifier) -> None:
     estimator, rows = classifier
-    running = Server(str(model_dir), "--name", "iris", "--workers", "2")
+    running = ServeProcess(str(model_dir), "--name", "iris", "--workers", "2")
     try:
         answer = httpx.post(f"{running.url}/v1/models/iris:predict", json={"instances": rows.tolist()})
         assert answer.json() == {"predictions": estimator.predict(rows).tolist()}
@@ -228,7 +205,7 @@ def test_workers(model_dir: Path, classifier) -> None:
         running.stop()
 
 
-def test_startup_errors_are_one_line(server: Server, tmp_path: Path) -> None:
+def test_startup_errors_are_one_line(server: ServeProcess, tmp_path: Path) -> None:
     port = server.address.rsplit(":", 1)[1]
     cases = [
         (["serve", str(tmp_path / "missing"), "--name", "m"], 2, f"{tmp_path / 'missing'} does not exist"),

@@ -8,7 +8,6 @@ running runs so that the next start resumes them.
 
 from __future__ import annotations
 
-import errno
 import signal
 import socket
 import sys
@@ -22,6 +21,7 @@ from flowdeck.controlplane.auth import AccessMode, is_loopback
 from flowdeck.pipelines.controller import RunController
 from flowdeck.pipelines.schedules import ScheduleRunner
 from flowdeck.resources.controller import create_controller
+from flowdeck.sockets import listen
 from flowdeck.store import open_store
 from flowdeck.store.ownership import StoreLocked, control_plane_lock
 
@@ -31,23 +31,8 @@ class ServeError(RuntimeError):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: any free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
-    # every keep-alive response waits ~40 ms (Nagle holding the body behind the headers, delayed ACK).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ServeError(f"port {port} on {host} is in use (is another `flowdeck up` running? "
-                             "pick another with --port)") from None
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    """The control plane's listening socket on host:port (port 0: any free port)."""
+    return listen(host, port, ServeError, "is another `flowdeck up` running? pick another with --port")
 
 
 class _Server(uvicorn.Server):

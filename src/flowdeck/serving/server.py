@@ -11,7 +11,6 @@ same event loop (started before HTTP, so a gRPC port in use fails the start with
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ from flowdeck.serving.batching import BatchConfig
 from flowdeck.serving.formats import ModelLoadError, load_model
 from flowdeck.serving.metrics import Metrics
 from flowdeck.serving.model import Model, ModelRepository
+from flowdeck.sockets import listen
 
 if TYPE_CHECKING:
     from flowdeck.serving.grpc import GRPCServer
@@ -83,21 +83,8 @@ def app_from_environment() -> ServingApp:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: any free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP so asyncio sets TCP_NODELAY; without it keep-alive responses wait on Nagle + delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ServeError(f"port {port} on {host} is in use (pick another with --port)") from None
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    """The model server's listening socket on host:port (port 0: any free port)."""
+    return listen(host, port, ServeError)
 
 
 def _config(app: Any, **extra: Any) -> uvicorn.Config:
