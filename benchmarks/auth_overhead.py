@@ -33,10 +33,8 @@ time: on a busy machine the wall time also counts waiting for a core.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -49,7 +47,7 @@ from typing import Any
 
 import httpx
 from control_plane_load import Server
-from reporting import describe_environment, progress, table
+from reporting import describe_environment, emit, finish, progress, table
 
 TARGET_P50_MS = 0.5
 API = "/apis/v2beta1"
@@ -320,21 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         }, {f"{API}/healthz": (f"{API}/healthz", {})}, args.calls, baseline="anonymous")
         progress(f"timing {args.micro_calls} in-process decisions per credential")
         figures["in_process"] = time_in_process(multi.home, credentials, args.micro_calls)
-        figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
-        figures["total_s"] = round(time.perf_counter() - started, 1)
     finally:
         single.stop()
         multi.stop()
-        if args.keep:
-            progress(f"working directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    text = report(figures)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(figures, indent=2))
-    else:
-        print(text)
+        finish(figures, started, workdir, args.keep)
+    emit(report(figures), figures, args.json)
     return 0
 
 

@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import statistics
@@ -48,7 +47,7 @@ from typing import Any
 
 import httpx
 from kfp import compiler, dsl
-from reporting import describe_environment, progress, table
+from reporting import describe_environment, emit, finish, progress, table
 
 IMAGE = "python:3.11"  # explicit, to silence kfp's FutureWarning
 TARGET_P95_MS = 100.0
@@ -477,20 +476,9 @@ def main(argv: list[str] | None = None) -> int:
                 local.update(estimated=True, measured_runs=local_runs, runs=args.runs,
                              wall_s=round(local["per_run_s"] * args.runs, 1))
             figures["kfp_local"] = local
-        figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
-        figures["total_s"] = round(time.perf_counter() - started, 1)
     finally:
-        if args.keep:
-            figures["workdir"] = str(workdir)
-            progress(f"working directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    text = report(figures)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(figures, indent=2))
-    else:
-        print(text)
+        finish(figures, started, workdir, args.keep)
+    emit(report(figures), figures, args.json)
     return 0
 
 

@@ -33,10 +33,8 @@ install it.
 # No `from __future__ import annotations`: control_plane_load defines kfp components.
 import argparse
 import importlib.util
-import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -53,7 +51,7 @@ import httpx
 import yaml
 from control_plane_load import Server, _percentiles, tiny
 from kfp import compiler
-from reporting import describe_environment, progress, table
+from reporting import describe_environment, emit, finish, progress, table
 
 TARGET_MS = 1000.0
 OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
@@ -426,19 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "cases": time_mlflow(peer.url, logged, runs, sweep_ids, args.calls)}
         finally:
             peer.stop()
-    figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
-    figures["total_s"] = round(time.perf_counter() - started, 1)
-    if args.keep:
-        figures["workdir"] = str(workdir)
-        progress(f"working directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    text = report(figures)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(figures, indent=2, default=str))
-    else:
-        print(text)
+    finish(figures, started, workdir, args.keep)
+    emit(report(figures), figures, args.json)
     return 0 if all(case["p95"] < TARGET_MS and case["correct"] for case in figures["flowdeck"]) else 1
 
 

@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp import dsl
-from reporting import describe_environment, progress, table
+from reporting import describe_environment, emit, finish, progress, table
 
 from flowdeck.pipelines.engine import Listener  # the type run_pipeline(listener=...) takes
 
@@ -641,22 +640,13 @@ def main(argv: list[str] | None = None) -> int:
             if "kfp_local" in figures["fanout"]:
                 per_iteration = figures["fanout"]["kfp_local"]["per_iteration_s"]
                 figures["kfp_local_estimate_s"] = {str(w): round(per_iteration * w, 1) for w in big_widths}
-        figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
-        figures["total_s"] = round(time.perf_counter() - started, 1)
     finally:
-        if args.keep:
-            figures["workdir"] = str(workdir)
-            if not args.skip_kfp_local:
-                figures["kfp_local_log"] = str(workdir / "kfp-local.log")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish(figures, started, workdir, args.keep)
+        if not args.keep:
             figures["kfp_local_log"] = "(deleted with the working directory; keep it with --keep)"
-    text = report(figures)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(figures, indent=2))
-    else:
-        print(text)
+        elif not args.skip_kfp_local:
+            figures["kfp_local_log"] = str(workdir / "kfp-local.log")
+    emit(report(figures), figures, args.json)
     return 0
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,3 +42,23 @@ def table(rows: list[tuple[str, ...]]) -> list[str]:
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     return lines
+
+
+def finish(figures: dict[str, Any], started: float, workdir: Path, keep: bool) -> None:
+    """Record the load average and total time at the end, and remove the working directory unless kept."""
+    figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
+    figures["total_s"] = round(time.perf_counter() - started, 1)
+    if keep:
+        figures["workdir"] = str(workdir)
+        progress(f"working directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def emit(text: str, figures: dict[str, Any], as_json: bool) -> None:
+    """Print the report; with --json the figures go to stdout as JSON and the report to stderr."""
+    if as_json:
+        print(text, file=sys.stderr)
+        print(json.dumps(figures, indent=2, default=str))
+    else:
+        print(text)

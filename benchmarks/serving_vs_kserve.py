@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reporting import describe_environment, progress, table
+from reporting import describe_environment, emit, finish, progress, table
 
 KSERVE_VERSION = "0.21.0"
 MODEL_NAME = "iris-like"
@@ -520,15 +520,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         figures["rss_mib"] = {server.name: _rss_mib(server.pid) for server in ready}
         figures["log_bytes"] = {server.name: server.log.stat().st_size for server in ready}
         figures["requests_served"] = served  # warm-ups included: the log size is per request served
-        figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
-        figures["total_s"] = round(time.perf_counter() - started, 1)
     finally:
         for server in servers:
             server.stop()
-        if args.keep:
-            figures["workdir"] = str(workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish(figures, started, workdir, args.keep)
     figures["targets"] = targets(figures.get("runs", {}))
     return figures
 
@@ -669,12 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         run_floor(args._floor[0], args._floor[1], int(args._floor[2]))
         return 0
     figures = measure(args)
-    text = report(figures)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(figures, indent=2))
-    else:
-        print(text)
+    emit(report(figures), figures, args.json)
     return 0
 
 
