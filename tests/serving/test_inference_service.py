@@ -140,14 +140,92 @@ def test_unsupported_specs_are_refused_with_one_line(server: ControlPlane, model
     custom = isvc("custom", model_dir)
     custom["spec"]["predictor"] = {"containers": [{"name": "kserve-container", "image": "me/model:1"}]}
     transformer = isvc("transformed", model_dir)
-    transformer["spec"]["transformer"] = {"containers": [{"image": "me/transformer:1"}]}
+    transformer["spec"]["transformer"] = {"containers": [{"image": "me/transformer:1", "args": ["--x"]}]}
     tensorflow = isvc("tf", model_dir)
     tensorflow["spec"]["predictor"]["model"]["modelFormat"]["name"] = "tensorflow"
     for document, words in ((custom, "containers are not supported locally"),
-                            (transformer, "transformers are not supported locally yet"),
+                            (transformer, "command is required locally"),
                             (tensorflow, "'tensorflow' is not served locally")):
         response = httpx.post(f"{server.url}/apis/flowdeck/v1/apply", json={"items": [document]})
         assert response.status_code in (400, 422) and words in response.text, response.text
+
+
+TRANSFORMER = """
+import argparse, os
+from flowdeck.serving import Model, ModelServer, model_server
+
+parser = argparse.ArgumentParser(parents=[model_server.parser])
+parser.add_argument("--scale", type=float, required=True)
+args, _ = parser.parse_known_args()
+
+
+class Scaler(Model):
+    def __init__(self, name):
+        super().__init__(name)
+        self.ready = True
+
+    def preprocess(self, payload, headers=None):
+        if isinstance(payload, dict):
+            return {"instances": [[value * args.scale for value in row] for row in payload["instances"]]}
+        for tensor in payload.inputs:
+            tensor.data = tensor.data * args.scale
+        return payload
+
+    def postprocess(self, result, headers=None):
+        if isinstance(result, dict):
+            return {**result, "transformed_by": os.environ["TRANSFORMER_TAG"]}
+        return result
+
+
+ModelServer().start([Scaler(args.model_name)])
+"""
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_transformer_preprocesses_in_front_of_the_predictor(server: ControlPlane, model_dir: Path, protocol: str,
+                                                          classifier: tuple[Any, np.ndarray],
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "transformer.py").write_text(TRANSFORMER)
+    name = f"scaled-{protocol}"
+    document = isvc(name, model_dir, protocol=protocol)
+    document["spec"]["transformer"] = {"containers": [{
+        "name": "kserve-container", "image": "me/transformer:1", "command": ["python", "transformer.py"],
+        "args": ["--scale", "-2"], "workingDir": str(tmp_path), "env": [{"name": "TRANSFORMER_TAG", "value": "t1"}]}]}
+    apply(server, document, tmp_path)
+    status = wait_condition(server, name, "Ready")["status"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["TransformerReady"] == "True"
+    model, rows = classifier
+    expected = model.predict(rows * -2).tolist()
+    assert expected != model.predict(rows).tolist()  # the scaling shows in the answer
+    if protocol == "v1":
+        answer = httpx.post(status["modelUrl"], json={"instances": rows.tolist()})
+        assert answer.status_code == 200 and answer.json() == {"predictions": expected, "transformed_by": "t1"}
+        # the predictor's own refusal reaches the client as its 4xx, through the transformer
+        wrong = httpx.post(status["modelUrl"], json={"instances": [[1.0, 2.0]]})
+        assert wrong.status_code == 400 and "features" in wrong.json()["error"], wrong.text
+    else:
+        answer = httpx.post(status["modelUrl"], json={"id": "t", "inputs": [
+            {"name": "x", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["id"] == "t" and answer.json()["outputs"][0]["data"] == expected
+
+    # the transformer dies: the replica (both processes) is replaced and serves again
+    transformer_url = router_table(status["url"])["revisions"][0]["replicas"][0]["url"]
+    victim = listening_pid(int(transformer_url.rsplit(":", 1)[1]))
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced() -> bool:
+        replicas = [r for revision in router_table(status["url"])["revisions"] for r in revision["replicas"]]
+        return len(replicas) == 1 and replicas[0]["up"] and replicas[0]["url"] != transformer_url
+
+    assert wait_for(replaced, timeout=60, interval=0.2), router_table(status["url"])
+    assert httpx.post(status["modelUrl"], json={"instances": rows.tolist()} if protocol == "v1" else {
+        "inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}]
+    }).status_code == 200
+    events = httpx.get(f"{server.url}{API}/{name}/describe").json()["events"]
+    assert any(e["reason"] == "ReplicaRestarted" and "transformer" in e["message"] for e in events), events
+    assert flowdeck(server, "delete", "isvc", name).returncode == 0
 
 
 def test_canary_split_promotion_and_rollback(server: ControlPlane, model_dir: Path,

@@ -195,6 +195,45 @@ def test_sleeping_predict_does_not_block_health(tmp_path: Path) -> None:
         running.stop()
 
 
+FORWARDER = '''
+import os
+from flowdeck.serving import Model
+
+
+class Forwarder(Model):
+    """A transformer in the older KServe style: predictor_host and protocol set as attributes."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.predictor_host = os.environ["PREDICTOR_HOST"]
+        self.protocol = "v2"
+        self.ready = True
+'''
+
+
+def test_a_model_with_a_predictor_host_forwards_predict(model_dir: Path, classifier, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    estimator, rows = classifier
+    (tmp_path / "forwarder.py").write_text(FORWARDER)
+    predictor = ServeProcess(str(model_dir), "--name", "iris")
+    monkeypatch.setenv("PREDICTOR_HOST", predictor.address)
+    forwarder = ServeProcess(str(tmp_path / "forwarder.py"), "--name", "iris")
+    try:
+        client = triton.InferenceServerClient(forwarder.address)
+        tensor = triton.InferInput("input-0", list(rows.shape), "FP64")
+        tensor.set_data_from_numpy(rows, binary_data=True)
+        result = client.infer("iris", [tensor], request_id="fw-1")
+        assert result.as_numpy("output-0").tolist() == estimator.predict(rows).tolist()
+        assert result.get_response()["id"] == "fw-1"
+        predictor.stop()
+        gone = httpx.post(f"{forwarder.url}/v2/models/iris/infer", json={"inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": rows[0].tolist()}]})
+        assert gone.status_code == 502 and "cannot reach the predictor" in gone.json()["error"], gone.text
+    finally:
+        forwarder.stop()
+        predictor.stop()
+
+
 def test_workers(model_dir: Path, classifier) -> None:
     estimator, rows = classifier
     running = ServeProcess(str(model_dir), "--name", "iris", "--workers", "2")

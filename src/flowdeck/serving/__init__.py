@@ -16,12 +16,16 @@ from typing import Any
 
 #: Public name -> the module that defines it.
 _EXPORTS = {"ServingError": "errors", "Model": "model", "InferRequest": "tensors", "InferResponse": "tensors",
-            "RequestedOutput": "tensors", "Tensor": "tensors"}
+            "RequestedOutput": "tensors", "Tensor": "tensors", "ModelServer": "server", "PredictorConfig": "predictor"}
+#: Modules importable under KServe's names (`from flowdeck.serving import model_server` for its `parser`).
+_MODULES = {"model_server": "server"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, *_MODULES])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{_MODULES[name]}")
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -21,6 +21,11 @@ out revision keeps all traffic (a rollback; condition `Failed` says why); it is 
 spec changes. A replica that dies after it was ready is replaced, while the router sends its share
 to the others.
 
+A service with a transformer runs it beside each predictor replica: once the predictor announced its
+URL, the transformer container's command starts with `--predictor_host` naming that replica (and
+`--http_port` a free port); the replica serves, and the router sends its share to the transformer,
+once the transformer's `/v2/health/ready` answers 200. Either process exiting replaces both.
+
 Process handles live in memory, per runtime; everything else (revisions and their specs, which one
 is rolled out, the router's port) lives in the resource's status. When `flowdeck up` stops, its
 runtime stops every replica and router with it; on the next start the controller reconciles each
@@ -36,6 +41,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -69,10 +75,23 @@ class RevisionFailed(Exception):
 
 @dataclass
 class Replica:
+    """One replica: a predictor process and, when the service has a transformer, a transformer in front of it."""
+
     handle: WorkloadHandle
     started: float
-    #: Set once the replica announced its URL (then it serves).
+    #: Where the router sends this replica's share, set once it serves: the transformer's URL when there is one.
     url: str | None = None
+    #: The predictor's URL, once it announced it.
+    predictor_url: str | None = None
+    transformer: WorkloadHandle | None = None
+    transformer_url: str | None = None
+
+    def parts(self) -> list[tuple[str, WorkloadHandle]]:
+        return [("predictor", self.handle)] + ([("transformer", self.transformer)] if self.transformer else [])
+
+    @property
+    def running(self) -> bool:
+        return all(handle.running for _, handle in self.parts())
 
 
 @dataclass
@@ -182,10 +201,13 @@ def _unique(*records: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def _template(spec: InferenceServiceSpec) -> dict[str, Any]:
-    """What makes a revision: the model spec and the batcher."""
+    """What makes a revision: the model spec, the batcher and the transformer's container."""
     template = {"model": spec.predictor.model.model_dump(mode="json", exclude_none=True)}
     if spec.predictor.batcher is not None:
         template["batcher"] = spec.predictor.batcher.model_dump(mode="json")
+    if spec.transformer is not None:
+        template["transformer"] = spec.transformer.containers[0].model_dump(
+            mode="json", include={"command", "args", "env", "workingDir"})
     return template
 
 
@@ -199,26 +221,38 @@ def _run_replicas(ctx: KindContext, resource: Resource, runtime: Runtime, procs:
                   record: dict[str, Any], count: int) -> int:
     """Keep `count` replicas of the revision running; how many of them serve. Raises RevisionFailed."""
     name = record["name"]
+    transformer = record["template"].get("transformer")
     replicas = procs.revisions.setdefault(name, [])
     for replica in list(replicas):
-        code = replica.handle.exit_code
-        if code is not None:
+        exited = next(((part, handle) for part, handle in replica.parts() if handle.exit_code is not None), None)
+        if exited is not None:
+            part, handle = exited
             replicas.remove(replica)
+            _stop_replica(runtime, replica)
             if replica.url is None:
-                raise RevisionFailed(f"a replica exited (code {code}) before it was ready: "
-                                     f"{_last_line(runtime.logs(replica.handle))}")
-            ctx.event(resource, "ReplicaRestarted", f"replica {replica.url} of {name} exited (code {code}); "
-                      "starting another", warning=True)
-        elif replica.url is None:
+                raise RevisionFailed(f"a {part} exited (code {handle.exit_code}) before it was ready: "
+                                     f"{_last_line(runtime.logs(handle))}")
+            ctx.event(resource, "ReplicaRestarted", f"the {part} of replica {replica.url} of {name} exited "
+                      f"(code {handle.exit_code}); starting another", warning=True)
+            continue
+        if replica.predictor_url is None:
             found = re.search(rf"serving {re.escape(resource.metadata.name)} at (http://\S+)",
                               runtime.logs(replica.handle))
             if found:
-                replica.url = found.group(1)
-            elif time.monotonic() - replica.started > READY_TIMEOUT:
-                raise RevisionFailed(f"a replica was not ready within {READY_TIMEOUT:.0f} s: "
-                                     f"{_last_line(runtime.logs(replica.handle))}")
+                replica.predictor_url = found.group(1)
+                if transformer is None:
+                    replica.url = replica.predictor_url
+                else:
+                    replica.transformer, replica.transformer_url = _start_transformer(
+                        ctx.settings, resource, runtime, record, replica.predictor_url)
+        elif replica.url is None and replica.transformer_url and _answers_ready(replica.transformer_url):
+            replica.url = replica.transformer_url
+        if replica.url is None and time.monotonic() - replica.started > READY_TIMEOUT:
+            part, handle = replica.parts()[-1]
+            raise RevisionFailed(f"a {part} was not ready within {READY_TIMEOUT:.0f} s: "
+                                 f"{_last_line(runtime.logs(handle))}")
     while len(replicas) > count:
-        runtime.stop(replicas.pop(), grace_seconds=5.0)
+        _stop_replica(runtime, replicas.pop())
     if len(replicas) < count:
         model_dir = _model_dir(ctx.settings, record["template"]["model"]["storageUri"])
         while len(replicas) < count:
@@ -245,9 +279,51 @@ def _start_replica(settings: Settings, resource: Resource, runtime: Runtime, rec
     return Replica(runtime.start(workload), time.monotonic())
 
 
+def _start_transformer(settings: Settings, resource: Resource, runtime: Runtime, record: dict[str, Any],
+                       predictor_url: str) -> tuple[WorkloadHandle, str]:
+    """Start the transformer container's command for one replica, in front of its predictor at `predictor_url`."""
+    container, name = record["template"]["transformer"], resource.metadata.name
+    program, *rest = container["command"]
+    command = [sys.executable if program in ("python", "python3") else program, *rest, *container.get("args", [])]
+    port = _free_port()
+    given = {arg.split("=", 1)[0] for arg in command}
+    # the flags KServe's controller adds; ours last, as argparse keeps the last occurrence
+    if "--model_name" not in given:
+        command += ["--model_name", name]
+    if "--predictor_protocol" not in given and "--protocol" not in given:
+        command += ["--predictor_protocol", record["template"]["model"].get("protocolVersion", "v1")]
+    command += ["--predictor_host", predictor_url.removeprefix("http://"), "--http_port", str(port)]
+    env = {item["name"]: item.get("value", "") for item in container.get("env", [])}
+    workload = Workload(name=f"{record['name']}-transformer", command=command, env={**env, "PYTHONUNBUFFERED": "1"},
+                        working_dir=container.get("workingDir"),
+                        namespace=api_namespace(resource.metadata.namespace or ""),
+                        log_path=str(_log_dir(settings, resource) / f"{record['name']}-transformer-"
+                                                                   f"{time.time_ns()}.log"),
+                        labels=_labels(resource, record["name"]))
+    return runtime.start(workload), f"http://127.0.0.1:{port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _answers_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v2/health/ready", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop_replica(runtime: Runtime, replica: Replica) -> None:
+    for _, handle in reversed(replica.parts()):
+        runtime.stop(handle, grace_seconds=5.0)
+
+
 def _stop_revision(runtime: Runtime, procs: Processes, name: str) -> None:
     for replica in procs.revisions.pop(name, []):
-        runtime.stop(replica.handle, grace_seconds=5.0)
+        _stop_replica(runtime, replica)
 
 
 def _model_dir(settings: Settings, uri: str) -> str:
@@ -298,7 +374,7 @@ def _run_router(ctx: KindContext, resource: Resource, runtime: Runtime, procs: P
     from flowdeck.serving.router import write_routes
 
     routes_path = _service_dir(ctx.settings, resource) / "routes.json"
-    table = [(name, percent, [r.url for r in procs.revisions.get(name, []) if r.url and r.handle.running])
+    table = [(name, percent, [r.url for r in procs.revisions.get(name, []) if r.url and r.running])
              for name, percent in split]
     # the control plane's own rule (AccessMode.multi_user), asked at every reconcile: it changes when users appear
     requires = getattr(ctx.runs, "requires_credentials", None)
@@ -380,6 +456,10 @@ def _write_status(resource: Resource, spec: InferenceServiceSpec, predictor: dic
         status.modelUrl = (f"{url}/v2/models/{name}/infer" if spec.predictor.model.protocolVersion == "v2"
                            else f"{url}/v1/models/{name}:predict")
     status.components = {"predictor": predictor}
+    if spec.transformer is not None:
+        status.components["transformer"] = {"url": url} if url else {}
+        status.set_condition("TransformerReady", serving, "RevisionReady" if serving else "RevisionStarting",
+                             "transformers serve in front of the predictor" if serving else "starting")
     status.revisions = list(records.values())
 
     if serving:
@@ -438,8 +518,9 @@ def logs(ctx: KindContext, resource: Resource) -> Iterator[str]:
         procs = _running.get(runtime, {}).get(resource.metadata.uid or "") if runtime is not None else None
     if runtime is None or procs is None:
         raise ResourceError(f"{resource.ref} runs no processes in this control plane")
-    handles = [(f"replica {r.url or '(starting)'} of {name}", r.handle)
-               for name, replicas in list(procs.revisions.items()) for r in list(replicas)]
+    handles = [(f"{part} of replica {r.url or '(starting)'} of {name}", handle)
+               for name, replicas in list(procs.revisions.items()) for r in list(replicas)
+               for part, handle in r.parts()]
     if procs.router is not None:
         handles.append((f"router {procs.router_url or '(starting)'}", procs.router))
     for label, handle in handles:

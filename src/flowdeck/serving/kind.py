@@ -14,10 +14,21 @@
           protocolVersion: v2                # v1 (default) or v2: which URL status.modelUrl names
           storageUri: file:///models/iris    # a model directory: a path, file://, or an fsspec URI (s3://...)
 
+      transformer:                           # optional: called before the predictor
+        containers:
+          - command: [python, transformer.py] # run as a local process; the image is not used
+            args: [--scale, "2"]
+            workingDir: /work/transformer
+            env: [{name: LOG_LEVEL, value: debug}]
+
 The framework shorthand (`predictor: {sklearn: {storageUri: ...}}`) is accepted too. The predictor's
 pod-level fields (resources, scaleMetric, logger, nodeSelector...) are accepted and not applied here.
-Custom predictor `containers`, `transformer` and `explainer` are refused with a clear message: a local
-container runtime is out of scope, and transformers are not supported locally yet.
+A transformer's one container runs as a process beside each predictor replica, with the arguments
+KServe's controller adds (`--model_name NAME --predictor_host 127.0.0.1:PORT --http_port PORT`, plus
+`--predictor_protocol` from the model's protocolVersion unless given); a bare `python` is the control
+plane's own interpreter, so `flowdeck.serving` imports. The router then sends traffic to the
+transformers. Custom predictor `containers` and `explainer` are refused with a clear message: there
+is no local container runtime to run an image's entrypoint.
 
 Status follows KServe's: `url`, `address.url`, `components.predictor` (`url`, `latestCreatedRevision`,
 `latestReadyRevision`, `latestRolledoutRevision`, `previousRolledoutRevision`, `traffic`), conditions
@@ -139,20 +150,64 @@ class PredictorSpec(BaseModel):
         return self
 
 
+class EnvVar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    value: str = ""
+    valueFrom: dict[str, Any] | None = None
+
+    @field_validator("valueFrom")
+    @classmethod
+    def _no_value_from(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError("valueFrom (secrets, config maps, fields) is not resolved locally: give a value")
+        return None
+
+
+class Container(BaseModel):
+    """A transformer container: run locally as `command + args` in `workingDir` with `env`; image, resources,
+    ports... are accepted and not used."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    image: str | None = None
+    command: list[str] = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    workingDir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _needs_command(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value.get("command"):
+            raise ValueError("command is required locally: an image's entrypoint is not run here "
+                             "(e.g. command: [python, transformer.py])")
+        return value
+
+    @field_validator("workingDir")
+    @classmethod
+    def _absolute_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"workingDir {value!r} must be an absolute path")
+        return value
+
+
+class TransformerSpec(BaseModel):
+    """`spec.transformer`: one container. Its replica and scaling fields follow the predictor's here."""
+
+    model_config = ConfigDict(extra="allow")
+
+    containers: list[Container] = Field(min_length=1, max_length=1)
+
+
 class InferenceServiceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     predictor: PredictorSpec
-    transformer: dict[str, Any] | None = None
+    transformer: TransformerSpec | None = None
     explainer: dict[str, Any] | None = None
-
-    @field_validator("transformer")
-    @classmethod
-    def _no_transformer(cls, value: dict[str, Any] | None) -> None:
-        if value is not None:
-            raise ValueError("transformers are not supported locally yet: put preprocessing in a custom model's "
-                             "preprocess (modelFormat: custom)")
-        return None
 
     @field_validator("explainer")
     @classmethod
@@ -190,6 +245,9 @@ def describe(ctx: KindContext, resource: Resource) -> list[tuple[str, str]]:
                                             if predictor.maxReplicas else "")
     lines = [("Model", f"{model.modelFormat.name} from {model.storageUri} (protocol {model.protocolVersion})"),
              ("Replicas", replicas)]
+    if spec.transformer is not None:
+        container = spec.transformer.containers[0]
+        lines.append(("Transformer", " ".join([*container.command, *container.args])))
     if predictor.canaryTrafficPercent is not None:
         lines.append(("Canary traffic", f"{predictor.canaryTrafficPercent}%"))
     for label, key in (("URL", "url"), ("Model URL", "modelUrl")):

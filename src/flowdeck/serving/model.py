@@ -28,6 +28,7 @@ from flowdeck.serving.errors import ServingError, model_not_found, model_not_rea
 if TYPE_CHECKING:
     from flowdeck.serving.batching import BatchConfig, Batcher
     from flowdeck.serving.metrics import Metrics
+    from flowdeck.serving.predictor import PredictorConfig
 
 Headers = dict[str, str]
 
@@ -58,9 +59,34 @@ class Model:
         """Turn the decoded request (a dict under V1, an `InferRequest` under V2) into predict's input."""
         return payload
 
-    def predict(self, payload: Any, headers: Headers | None = None) -> Any:
-        """Answer one request: a dict under V1; under V2 an `InferResponse`, `Tensor`s or numpy arrays."""
-        raise ServingError(501, f"model '{self.name}' does not implement predict")
+    @property
+    def predictor_config(self) -> PredictorConfig | None:
+        """Where the default `predict` forwards (a transformer's predictor): the legacy `self.predictor_host`
+        attribute with `self.protocol`, else what `ModelServer` was given with `--predictor_host`."""
+        from flowdeck.serving.predictor import PredictorConfig, process_config
+
+        host = getattr(self, "predictor_host", None)
+        if not host:
+            return process_config()
+        try:
+            return PredictorConfig(host, getattr(self, "protocol", None) or "v1")
+        except ValueError as exc:
+            raise ServingError(501, f"model '{self.name}': {exc}") from None
+
+    async def predict(self, payload: Any, headers: Headers | None = None) -> Any:
+        """Answer one request: a dict under V1; under V2 an `InferResponse`, `Tensor`s or numpy arrays.
+
+        Not overridden, it forwards to the predictor (`predictor_config`), as a KServe transformer's does."""
+        config = self.predictor_config
+        if config is None:
+            raise ServingError(501, f"model '{self.name}' does not implement predict (and has no predictor_host "
+                                    "to forward to)")
+        client = self.__dict__.get("_predictor_client")
+        if client is None or client.config != config:
+            from flowdeck.serving.predictor import PredictorClient
+
+            client = self.__dict__["_predictor_client"] = PredictorClient(config)
+        return await client.predict(self.name, payload, headers)
 
     def postprocess(self, result: Any, headers: Headers | None = None) -> Any:
         """Turn predict's result into the response."""

@@ -11,6 +11,7 @@ same event loop (started before HTTP, so a gRPC port in use fails the start with
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from flowdeck.serving.batching import BatchConfig
 from flowdeck.serving.formats import ModelLoadError, load_model
 from flowdeck.serving.metrics import Metrics
 from flowdeck.serving.model import Model, ModelRepository
+from flowdeck.serving.predictor import PredictorConfig, set_process_config
 from flowdeck.sockets import listen
 
 if TYPE_CHECKING:
@@ -184,24 +186,87 @@ def _ignore(signum: int, frame: object) -> None:
     """Installed while serving so that uvicorn's re-raised signal ends the process quietly."""
 
 
-class ModelServer:
-    """KServe's `kserve.ModelServer`, for scripts that end in `ModelServer().start([MyModel("name")])`."""
+def _strtobool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "y", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
-    def __init__(self, http_port: int = 8080, host: str = "127.0.0.1", model_threads: int | None = None) -> None:
-        self.http_port = http_port
-        self.host = host
-        self.model_threads = model_threads
+
+#: KServe's `model_server.parser` flags, for scripts that build theirs with `parents=[model_server.parser]`
+#: (import it as `from flowdeck.serving import model_server`). It binds 127.0.0.1 unless `--host` says
+#: otherwise (KServe binds every interface), and serves gRPC only when `--grpc_port` is given.
+parser = argparse.ArgumentParser(add_help=False)
+parser.add_argument("--http_port", type=int, default=8080, help="HTTP port (0: any free port)")
+parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+parser.add_argument("--grpc_port", type=int, default=None, help="also serve the V2 gRPC protocol on this port")
+parser.add_argument("--workers", type=int, default=1, help="accepted for KServe compatibility; one process serves")
+parser.add_argument("--max_threads", type=int, default=None, help="threads per model for sync steps")
+parser.add_argument("--model_name", default="model", help="the name the model is served under")
+parser.add_argument("--predictor_host", default=None, help="HOST:PORT of the predictor a transformer forwards to")
+parser.add_argument("--protocol", default=None, help="deprecated: --predictor_protocol")
+parser.add_argument("--predictor_protocol", default="v1", help="v1 or v2: how to talk to the predictor")
+parser.add_argument("--predictor_use_ssl", type=_strtobool, default=False, help="reach the predictor over https")
+parser.add_argument("--predictor_request_timeout_seconds", type=float, default=600, help="predictor call timeout")
+parser.add_argument("--predictor_request_retries", type=int, default=0, help="retries of a failed connection")
+parser.add_argument("--enable_predictor_health_check", action="store_true",
+                    help="accepted for KServe compatibility (readiness is the transformer's own)")
+
+
+class ModelServer:
+    """KServe's `kserve.ModelServer`, for scripts that end in `ModelServer().start([MyModel("name")])`.
+
+    Options not passed to the constructor come from the command line (`parser`'s flags), as in KServe;
+    `--predictor_host` makes every model that does not override `predict` forward to that predictor.
+    """
+
+    def __init__(self, http_port: int | None = None, host: str | None = None, grpc_port: int | None = None,
+                 model_threads: int | None = None, predictor_config: PredictorConfig | None = None) -> None:
+        flags, _ = parser.parse_known_args()
+        self.http_port = flags.http_port if http_port is None else http_port
+        self.host = host or flags.host
+        self.grpc_port = flags.grpc_port if grpc_port is None else grpc_port
+        self.model_threads = model_threads or flags.max_threads
+        if predictor_config is None and flags.predictor_host:
+            try:
+                predictor_config = PredictorConfig(
+                    flags.predictor_host, flags.protocol or flags.predictor_protocol, flags.predictor_use_ssl,
+                    flags.predictor_request_timeout_seconds, flags.predictor_request_retries,
+                    flags.enable_predictor_health_check)
+            except ValueError as exc:
+                raise SystemExit(f"error: {exc}") from None
+        set_process_config(predictor_config)
 
     def start(self, models: list[Model]) -> None:
-        """Serve `models` until interrupted."""
+        """Serve `models` until interrupted; a port in use or a model that cannot load ends with one line."""
         metrics = Metrics()
         repository = ModelRepository(metrics, self.model_threads)
-        for model in models:
-            repository.add(model)
-        sock = bind(self.host, self.http_port)
         try:
-            _Server(_config(ServingApp(repository, metrics)), lambda: print(
-                f"serving {', '.join(repository.names())} at http://{self.host}:{sock.getsockname()[1]}",
-                flush=True)).run(sockets=[sock])
+            for model in models:
+                repository.add(model)
+            sock = bind(self.host, self.http_port)
+        except (ServeError, ModelLoadError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        url_host = f"[{self.host}]" if ":" in self.host else self.host
+        grpc_server = None
+        if self.grpc_port is not None:
+            from flowdeck.serving.grpc import GRPCServer
+
+            grpc_server = GRPCServer(repository, metrics, self.host, self.grpc_port, MAX_BODY_BYTES)
+
+        def ready() -> None:
+            grpc_address = f", gRPC: {url_host}:{grpc_server.port}" if grpc_server is not None else ""
+            print(f"serving {', '.join(repository.names())} at http://{url_host}:{sock.getsockname()[1]}"
+                  f"{grpc_address}", flush=True)
+
+        previous = {signum: signal.signal(signum, _ignore) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server = _Server(_config(ServingApp(repository, metrics)), ready, grpc_server)
+            server.run(sockets=[sock])
+            if server.error is not None:
+                raise SystemExit(f"error: {server.error}")
         finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             sock.close()

@@ -76,6 +76,37 @@ def decode_request(model_name: str, body: bytes, header_length: bytes | str | No
     return InferRequest(model_name, inputs, request_id, outputs, parameters)
 
 
+def encode_request(request: InferRequest) -> tuple[bytes, int]:
+    """A request body with every input as a binary tensor (what a transformer sends its predictor), and the
+    JSON header's length for Inference-Header-Content-Length."""
+    blobs: list[bytes] = []
+    document: dict[str, Any] = {"inputs": [_encode_output(tensor, True, blobs) for tensor in request.inputs]}
+    if request.id is not None:
+        document["id"] = request.id
+    if request.parameters:
+        document["parameters"] = request.parameters
+    if request.outputs is not None:
+        document["outputs"] = [{"name": wanted.name, "parameters": {
+            **(wanted.parameters or {}), **({} if wanted.binary is None else {"binary_data": wanted.binary})}}
+            for wanted in request.outputs]
+    header = orjson.dumps(document, option=_NUMPY)
+    return b"".join([header, *blobs]), len(header)
+
+
+def decode_response(body: bytes, header_length: str | None = None) -> InferResponse:
+    """Decode a V2 infer response (JSON, or JSON plus binary outputs); a malformed one is a ServingError(400)."""
+    json_end = len(body) if header_length is None else int(header_length)
+    document = orjson.loads(memoryview(body)[:json_end] if json_end != len(body) else body)
+    if not isinstance(document, dict) or not isinstance(document.get("outputs"), list):
+        raise bad_request("the response has no 'outputs' list")
+    offset, outputs = json_end, []
+    for raw in document["outputs"]:
+        tensor, offset = _decode_input(raw, body, offset)
+        outputs.append(tensor)
+    return InferResponse(str(document.get("model_name", "")), outputs, document.get("id"),
+                         document.get("model_version"), document.get("parameters"))
+
+
 def check_unique_names(inputs: list[Tensor]) -> None:
     """Refuse a request naming two inputs alike."""
     if len(inputs) > 1 and len({tensor.name for tensor in inputs}) != len(inputs):
