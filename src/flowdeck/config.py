@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     max_parallel_tasks: int = Field(default_factory=lambda: max(4, 4 * (os.cpu_count() or 1)), ge=1)
     #: Runs the control plane executes at once; later submissions wait in PENDING.
     max_concurrent_runs: int = Field(default=32, ge=1)
+    #: CPUs that running training jobs may request in all (default: this machine's); jobs beyond it wait.
+    training_cpu_capacity: float | None = Field(default=None, gt=0)
     #: The control plane that CLI commands talk to (`FLOWDECK_URL`).
     url: str | None = None
     #: Bearer token: `flowdeck up` requires it of every API call when set; the CLI sends it.

@@ -237,19 +237,22 @@ def test_an_invalid_field_is_one_line_naming_it_and_nothing_is_stored(cli: Any, 
         f"{typo}: spec.colour: unknown field (did you mean 'color'?)"
 
 
+#: The kinds the CLI knows in these tests: every installed capability's, and the test plugin's Widget.
+KNOWN_KINDS = ("InferenceService, JAXJob, PaddleJob, PipelineRun, Profile, PyTorchJob, TFJob, TrainJob, Widget, "
+               "XGBoostJob")
+
+
 def test_an_unknown_kind_or_api_version_is_one_line_naming_it(cli: Any, workdir: Path) -> None:
-    job = write(workdir, "job.yaml", {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+    job = write(workdir, "job.yaml", {"apiVersion": "kubeflow.org/v1", "kind": "MPIJob",
                                       "metadata": {"name": "train", "namespace": "invalid"}, "spec": {}})
     assert one_error_line(cli("apply", "-f", str(job)), 2) == \
-        f"{job}: unknown kind 'PyTorchJob' (apiVersion kubeflow.org/v1); known kinds: InferenceService, PipelineRun, " \
-        "Profile, Widget"
+        f"{job}: unknown kind 'MPIJob' (apiVersion kubeflow.org/v1); known kinds: " + KNOWN_KINDS
     version = write(workdir, "version.yaml", {**widget("v", "invalid"), "apiVersion": "test.flowdeck.dev/v9"})
     assert one_error_line(cli("apply", "-f", str(version)), 2) == (
         f"{version}: kind Widget has no apiVersion 'test.flowdeck.dev/v9' "
         "(expected test.flowdeck.dev/v1 or test.flowdeck.dev/v1beta1)")
     assert stored(cli, "widgets", "invalid") == []
-    assert one_error_line(cli("get", "pytorchjobs"), 2) == \
-        "unknown kind 'pytorchjobs'; known kinds: InferenceService, PipelineRun, Profile, Widget"
+    assert one_error_line(cli("get", "mpijobs"), 2) == "unknown kind 'mpijobs'; known kinds: " + KNOWN_KINDS
 
 
 def test_a_yaml_syntax_error_names_the_line_and_a_missing_file_is_named(cli: Any, workdir: Path) -> None:

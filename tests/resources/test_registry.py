@@ -14,6 +14,10 @@ from widget_kind import WIDGET, install_plugin
 from flowdeck.resources import ENTRY_POINT_GROUP, Registry, UnknownKind
 from flowdeck.resources.registry import load_entry_points
 
+#: The kinds flowdeck's own capabilities publish.
+INSTALLED = ["InferenceService", "JAXJob", "PaddleJob", "PipelineRun", "Profile", "PyTorchJob", "TFJob", "TrainJob",
+             "XGBoostJob"]
+
 
 def test_the_installed_package_publishes_its_kinds_as_entry_points() -> None:
     """In a fresh interpreter, the default registry finds every capability's kinds without importing them first
@@ -23,15 +27,14 @@ def test_the_installed_package_publishes_its_kinds_as_entry_points() -> None:
             "print([k.kind for k in registry()], registry().get('pr').api_version, 'numpy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ("['InferenceService', 'PipelineRun', 'Profile'] pipelines.flowdeck.dev/v1alpha1 "
-                                     "False")
+    assert result.stdout.strip() == f"{INSTALLED} pipelines.flowdeck.dev/v1alpha1 False"
 
 
 def test_a_plugin_package_adds_its_kind_through_its_entry_point(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(install_plugin(tmp_path)))
     loaded = load_entry_points(Registry())
-    assert [k.kind for k in loaded] == ["InferenceService", "PipelineRun", "Profile", "Widget"]
+    assert [k.kind for k in loaded] == sorted([*INSTALLED, "Widget"])
     assert loaded.get("wd").plural == "widgets"
 
 
@@ -45,7 +48,7 @@ def test_a_broken_plugin_is_left_out_and_the_other_kinds_still_load(
     monkeypatch.syspath_prepend(str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="flowdeck.resources"):
         loaded = load_entry_points(Registry())
-    assert [k.kind for k in loaded] == ["InferenceService", "PipelineRun", "Profile"]
+    assert [k.kind for k in loaded] == INSTALLED
     messages = " | ".join(r.getMessage() for r in caplog.records)
     assert "kind Gone (no_such_module_here:KIND) is left out: ModuleNotFoundError" in messages
     assert ("kind NotAKind (json:dumps) is left out: TypeError: json:dumps is a function, not a flowdeck Kind"

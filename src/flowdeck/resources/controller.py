@@ -61,6 +61,12 @@ class ResourceController:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         service.on_change = self.enqueue
+        service.context.requeue = self.enqueue
+        service.context.delete = self._delete
+
+    def _delete(self, uid: str) -> None:
+        if self.repository.request_deletion(uid):
+            self.enqueue(uid)
 
     def start(self) -> None:
         """Start the workers and queue every stored resource (resuming whatever was in progress)."""

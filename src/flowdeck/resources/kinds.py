@@ -42,6 +42,16 @@ class KindContext:
         #: The control plane's pipeline run controller (`flowdeck.pipelines.controller.RunController`).
         self.runs = runs
         self._record_event = record_event
+        #: Reconcile a resource (by uid) again after a delay, for hooks that hear of changes outside the
+        #: store: a process exiting, a quota freeing. The resource controller sets it.
+        self.requeue: Callable[[str, float], None] = lambda uid, delay: None
+        #: Mark a resource for deletion (its finalizer runs first), e.g. when its time to live is over.
+        self.delete: Callable[[str], None] = lambda uid: None
+
+    def request_deletion(self, resource: Resource) -> None:
+        """Delete `resource` as `flowdeck delete` would: finalize, then remove."""
+        if resource.metadata.uid:
+            self.delete(resource.metadata.uid)
 
     def event(self, resource: Resource, reason: str, message: str, *, warning: bool = False) -> None:
         """Record what happened to `resource` (shown by `flowdeck describe`); a repeat of the last one is dropped."""

@@ -93,9 +93,14 @@ class Admission:
 class QuotaGate:
     """Admits workloads within their profile's quota; thread-safe, shared by every engine."""
 
-    def __init__(self, limits_for: Callable[[str], Mapping[str, object] | None]) -> None:
+    def __init__(self, limits_for: Callable[[str], Mapping[str, object] | None],
+                 holder: Callable[[str], str] = lambda namespace: f"profile {namespace or 'default'}",
+                 waiting_for: str = "quota") -> None:
         #: namespace -> resourceQuotaSpec.hard (None: no quota).
         self.limits_for = limits_for
+        #: How messages name what holds the limits (a profile; for a machine-wide gate, "this machine").
+        self.holder = holder
+        self.waiting_for = waiting_for
         self._limits: dict[str, tuple[float, dict[str, float]]] = {}
         self._lock = threading.Lock()
         self._held: dict[str, dict[str, Demand]] = {}
@@ -119,15 +124,14 @@ class QuotaGate:
             for resource, limit in limits.items():
                 asked = demand.get(resource)
                 if asked > limit:
-                    return Admission(False, f"it asks for {_amount(resource, asked)} and profile "
-                                            f"{namespace or 'default'} allows {_amount(resource, limit)} in all",
-                                     never_fits=True)
+                    return Admission(False, f"it asks for {_amount(resource, asked)} and {self.holder(namespace)} "
+                                            f"allows {_amount(resource, limit)} in all", never_fits=True)
                 in_use = sum(d.get(resource) for d in held.values())
                 if in_use + asked > limit:
                     waiters = self._waiters.setdefault(namespace, [])
                     if wake not in waiters:
                         waiters.append(wake)
-                    return Admission(False, f"waiting for quota: profile {namespace or 'default'} allows "
+                    return Admission(False, f"waiting for {self.waiting_for}: {self.holder(namespace)} allows "
                                             f"{_amount(resource, limit)} and {_amount(resource, in_use)} "
                                             "are in use")
             held[key] = demand

@@ -16,11 +16,13 @@ one, replaces the old one once the new one is ready, as `flowdeck apply` would.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import httpx
+
+from flowdeck.connection import control_plane_url, credentials
+from flowdeck.connection import namespace as profile_namespace
 
 API_VERSION = "serving.kserve.io/v1beta1"
 
@@ -34,11 +36,11 @@ def deploy_model(name: str, storage_uri: str, *, model_format: str = "sklearn", 
                  timeout: float = 300.0) -> dict[str, Any]:
     """Apply InferenceService `name` serving `storage_uri` in `namespace` (default: the run's profile) and
     return its status (`url`, `modelUrl`, conditions...), once Ready when `wait`."""
-    url = os.environ.get("FLOWDECK_URL") or os.environ.get("KF_PIPELINES_ENDPOINT")
+    url = control_plane_url()
     if not url:
         raise DeployError("no control plane to deploy to: FLOWDECK_URL is not set (run the pipeline with "
                           "`flowdeck up`, or set FLOWDECK_URL)")
-    namespace = namespace or os.environ.get("FLOWDECK_NAMESPACE") or "default"
+    namespace = profile_namespace(namespace)
     predictor: dict[str, Any] = {"minReplicas": min_replicas,
                                  "model": {"modelFormat": {"name": model_format}, "storageUri": storage_uri}}
     if canary_traffic_percent is not None:
@@ -46,7 +48,7 @@ def deploy_model(name: str, storage_uri: str, *, model_format: str = "sklearn", 
     manifest = {"apiVersion": API_VERSION, "kind": "InferenceService",
                 "metadata": {"name": name, "namespace": namespace}, "spec": {"predictor": predictor}}
     path = f"/apis/flowdeck/v1/namespaces/{namespace}/inferenceservices/{name}"
-    with httpx.Client(base_url=url.rstrip("/"), headers=_credentials(), timeout=30.0) as client:
+    with httpx.Client(base_url=url, headers=credentials(), timeout=30.0) as client:
         applied = _checked(client.put(path, json=manifest))
         generation = applied.get("metadata", {}).get("generation")
         deadline = time.monotonic() + timeout
@@ -62,12 +64,6 @@ def deploy_model(name: str, storage_uri: str, *, model_format: str = "sklearn", 
                 raise DeployError(f"InferenceService {name} was not Ready within {timeout:.0f} s")
             time.sleep(0.25)
     return applied.get("status") or {}
-
-
-def _credentials() -> dict[str, str]:
-    token_path = os.environ.get("FLOWDECK_TOKEN_PATH")
-    token = open(token_path).read().strip() if token_path else os.environ.get("FLOWDECK_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _checked(response: httpx.Response) -> dict[str, Any]:

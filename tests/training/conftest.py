@@ -1,0 +1,17 @@
+"""Fixtures for the training tests: a real `flowdeck up` and a client for its job resources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from jobs_api import Jobs
+
+from helpers import start_control_plane
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jobs]:
+    server = start_control_plane(tmp_path_factory.mktemp("training") / "home")
+    yield Jobs(server, tmp_path_factory.mktemp("documents"))
+    assert server.stop() == 0, "\n".join(server.output)
