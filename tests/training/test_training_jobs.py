@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from jobs_api import Jobs, pytorch_job
 
-from helpers import process_gone, wait_for
+from helpers import process_gone, start_control_plane, wait_for
 
-#: A replica that records its start, then behaves as BEHAVIOUR[attempt][RANK] says: an exit code, or
-#: "block" (sleep as a rank stuck in rendezvous would).
+#: A replica that records its start, then behaves as BEHAVIOUR[attempt][RANK] says: an exit code,
+#: "block" (sleep as a rank stuck in rendezvous would), "late-N" (exit N once every rank runs), "slow"
+#: (1.5 s) or "gate" (until a file `open` exists).
 SCRIPT = """
 import json, os, sys, time
 out = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +32,14 @@ if step == "block":
     time.sleep(120)
 elif step == "slow":
     time.sleep(1.5)
+elif str(step).startswith("late-"):  # exit with that code once every rank of this attempt has started
+    while sum(len(open(os.path.join(out, name)).read().split()) > attempt
+              for name in os.listdir(out) if name.startswith("runs-")) < int(os.environ["WORLD_SIZE"]):
+        time.sleep(0.05)
+    sys.exit(int(step[5:]))
+elif step == "gate":  # wait until the test opens the gate
+    while not os.path.exists(os.path.join(out, "open")):
+        time.sleep(0.05)
 else:
     sys.exit(step)
 """
@@ -54,7 +63,7 @@ def condition(job: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def test_exit_137_under_exit_code_restarts_the_whole_group_then_succeeds(jobs: Jobs, tmp_path: Path) -> None:
     # attempt 0: worker 1 dies with 137 while the master and worker 2 block; attempt 1: everyone succeeds
-    script = scripted(tmp_path, [{"0": "block", "1": 137, "2": "block"}, {}])
+    script = scripted(tmp_path, [{"0": "block", "1": "late-137", "2": "block"}, {"0": "late-0"}])
     started = time.monotonic()
     assert jobs.apply(pytorch_job("retry", script, restart="ExitCode")).returncode == 0
     job = jobs.wait("PyTorchJob", "retry", "Succeeded", timeout=60)
@@ -73,7 +82,7 @@ def test_exit_137_under_exit_code_restarts_the_whole_group_then_succeeds(jobs: J
 
 
 def test_exit_1_under_exit_code_fails_at_once(jobs: Jobs, tmp_path: Path) -> None:
-    script = scripted(tmp_path, [{"0": "block", "1": 0, "2": 1}])
+    script = scripted(tmp_path, [{"0": "block", "1": 0, "2": "late-1"}])
     assert jobs.apply(pytorch_job("permanent", script, restart="ExitCode")).returncode == 0
     job = jobs.wait("PyTorchJob", "permanent", "Failed", timeout=30)
     failed = condition(job, "Failed")
@@ -104,7 +113,7 @@ def test_active_deadline_fails_the_job_and_stops_every_replica(jobs: Jobs, tmp_p
 
 
 def test_a_crashed_rank_never_leaves_another_blocked(jobs: Jobs, tmp_path: Path) -> None:
-    script = scripted(tmp_path, [{"0": "block", "1": "block", "2": 1}])
+    script = scripted(tmp_path, [{"0": "block", "1": "block", "2": "late-1"}])
     started = time.monotonic()
     assert jobs.apply(pytorch_job("crash", script, restart="Never")).returncode == 0
     jobs.wait("PyTorchJob", "crash", "Failed", timeout=30)
@@ -219,3 +228,88 @@ def test_two_one_cpu_jobs_in_a_one_cpu_profile_run_one_after_the_other(jobs: Job
     assert jobs.apply(too_big).returncode == 0
     failed = condition(jobs.wait("PyTorchJob", "too-big", "Failed", namespace="team-q"), "Failed")
     assert "cannot run: it asks for 2 CPU and profile team-q allows 1 CPU in all" in failed["message"], failed
+
+
+def test_jobs_beyond_the_machines_training_capacity_wait_and_start_in_order(jobs: Jobs, tmp_path: Path) -> None:
+    names = ("cap-one", "cap-two", "cap-three")
+    directories = [tmp_path / name for name in names]
+    for name, directory in zip(names, directories, strict=True):
+        directory.mkdir()
+        assert jobs.apply(pytorch_job(name, scripted(directory, [{"0": "gate"}]), workers=0, cpu="1")).returncode == 0
+    assert wait_for(lambda: pids(directories[0], 0) and pids(directories[1], 0), timeout=15)
+    assert wait_for(lambda: any("waiting for capacity: this machine" in e["message"] and "allows 2 CPU and 2 CPU are "
+                                "in use" in e["message"] for e in jobs.events("PyTorchJob", "cap-three")), timeout=15)
+    assert pids(directories[2], 0) == []
+    (directories[0] / "open").touch()
+    first = jobs.wait("PyTorchJob", "cap-one", "Succeeded")["status"]
+    assert wait_for(lambda: pids(directories[2], 0), timeout=15)
+    assert jobs.get("PyTorchJob", "cap-three")["status"]["startTime"] >= first["completionTime"]
+    for directory in directories[1:]:
+        (directory / "open").touch()
+    for name in names[1:]:
+        jobs.wait("PyTorchJob", name, "Succeeded")
+
+
+def test_a_finished_job_is_deleted_after_its_ttl(jobs: Jobs, tmp_path: Path) -> None:
+    script = scripted(tmp_path, [{}])
+    assert jobs.apply(pytorch_job("short-lived", script, workers=0,
+                                  run_policy={"ttlSecondsAfterFinished": 1})).returncode == 0
+    jobs.wait("PyTorchJob", "short-lived", "Succeeded")
+    assert wait_for(lambda: not jobs.exists("PyTorchJob", "short-lived"), timeout=15)
+
+
+ENV_SCRIPT = """
+import json, os, sys
+out = sys.argv[1]
+keys = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "WORKER_ADDRS", "COORDINATOR_ADDRESS", "COORDINATOR_PORT",
+        "NUM_PROCESSES", "PROCESS_ID", "PADDLE_MASTER", "PADDLE_NNODES", "PADDLE_JOB_ID", "CUSTOM")
+name = os.environ.get("RANK", os.environ.get("PROCESS_ID", "x")) + "-" + str(os.getpid())
+with open(os.path.join(out, name + ".json"), "w") as file:
+    json.dump({key: os.environ[key] for key in keys if key in os.environ}, file)
+"""
+
+
+@pytest.mark.parametrize(("kind", "key", "container", "types", "expect"), [
+    ("XGBoostJob", "xgbReplicaSpecs", "xgboost", ("Master", "Worker"), {"WORLD_SIZE": "3", "MASTER_ADDR": "127.0.0.1"}),
+    ("JAXJob", "jaxReplicaSpecs", "jax", ("Worker",), {"NUM_PROCESSES": "3", "COORDINATOR_ADDRESS": "127.0.0.1"}),
+    ("PaddleJob", "paddleReplicaSpecs", "paddle", ("Worker",),
+     {"PADDLE_NNODES": "3", "PADDLE_JOB_ID": "env-paddlejob"}),
+])
+def test_other_frameworks_get_their_operators_environment(jobs: Jobs, tmp_path: Path, kind: str, key: str,
+                                                          container: str, types: tuple[str, ...],
+                                                          expect: dict[str, str]) -> None:
+    script = tmp_path / "env.py"
+    script.write_text(ENV_SCRIPT)
+    counts = {"Master": 1, "Worker": 2 if "Master" in types else 3}
+    specs = {rtype: {"replicas": counts[rtype], "template": {"spec": {"containers": [{
+        "name": container, "command": ["python", str(script), str(tmp_path)],
+        "env": [{"name": "CUSTOM", "value": "kept"}]}]}}} for rtype in types}
+    name = f"env-{kind.lower()}"
+    document = {"apiVersion": "kubeflow.org/v1", "kind": kind, "metadata": {"name": name}, "spec": {key: specs}}
+    assert jobs.apply(document).returncode == 0, document
+    jobs.wait(kind, name, "Succeeded")
+    seen = [json.loads(path.read_text()) for path in tmp_path.glob("*.json")]
+    assert len(seen) == 3
+    for env in seen:
+        assert env["CUSTOM"] == "kept" and all(env[k] == v for k, v in expect.items()), env
+
+
+def test_a_running_job_is_started_again_after_the_control_plane_restarts(tmp_path: Path) -> None:
+    script = scripted(tmp_path, [{"0": "block", "1": "block"}, {}])
+    home = tmp_path / "home"
+    server = start_control_plane(home)
+    try:
+        restarted = Jobs(server, tmp_path)
+        assert restarted.apply(pytorch_job("survivor", script, workers=1)).returncode == 0
+        assert wait_for(lambda: pids(tmp_path, 0) and pids(tmp_path, 1), timeout=20)
+    finally:
+        assert server.stop() == 0
+    assert all(process_gone(pids(tmp_path, rank)[0]) for rank in range(2))  # they ended with the control plane
+    server = start_control_plane(home)
+    try:
+        restarted = Jobs(server, tmp_path)
+        job = restarted.wait("PyTorchJob", "survivor", "Succeeded", timeout=30)
+        assert job["status"]["attempt"] == 1 and job["status"].get("restarts", 0) == 0
+        assert any(e["reason"] == "Relaunched" for e in restarted.events("PyTorchJob", "survivor"))
+    finally:
+        server.stop()

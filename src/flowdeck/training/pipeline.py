@@ -1,8 +1,8 @@
 """Launching a training job from a pipeline component, and waiting for it.
 
 A task of a run that `flowdeck up` executes knows its control plane (`FLOWDECK_URL`), its profile
-(`FLOWDECK_NAMESPACE`) and its credentials (`FLOWDECK_TOKEN_PATH`), as `flowdeck.serving.deploy` uses
-them. `launch_training_job` applies a job there, in the run's profile (so it counts against that
+(`FLOWDECK_NAMESPACE`) and its credentials (`FLOWDECK_TOKEN_PATH`), as `flowdeck.connection`
+describes. `launch_training_job` applies a job there, in the run's profile (so it counts against that
 profile's quota), and by default waits for it to end; a failed job fails the task with the reason:
 
     @dsl.component
