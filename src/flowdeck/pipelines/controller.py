@@ -61,6 +61,7 @@ class RunController:
         self.store = store
         self.settings = settings
         self.runtime: LocalRuntime | None = None
+        self._runtimes: dict[str, LocalRuntime] = {}  # other capabilities' runtimes, by name
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._engines: dict[str, Engine] = {}
@@ -102,7 +103,21 @@ class RunController:
             wait(futures, timeout=STOP_SECONDS)  # engines stop their processes within seconds
         if self.runtime is not None:
             self.runtime.close()  # whatever still runs is killed with the fork server
+        with self._lock:
+            runtimes, self._runtimes = list(self._runtimes.values()), {}
+        for runtime in runtimes:
+            runtime.close()
         self.store.release_runs()
+
+    def runtime_for(self, name: str, preload: tuple[str, ...]) -> LocalRuntime:
+        """A runtime of capability `name`'s own, whose fork server preloads `preload` (training: torch);
+        started on first use, stopped with the controller."""
+        with self._lock:
+            runtime = self._runtimes.get(name)
+            if runtime is None:
+                runtime = self._runtimes[name] = LocalRuntime(preload=preload, log_dir=str(self.settings.logs_dir))
+                runtime.warm_up()
+            return runtime
 
     # -- requests ---------------------------------------------------------------------------------
     def create_run(self, *, pipeline_spec: dict[str, Any], parameters: dict[str, Any] | None = None,

@@ -4,7 +4,10 @@ One replica (a Kubernetes pod) is one process group, started through the control
 the container's `command + args`, its `env`, in its `workingDir`, plus the environment the Kubeflow
 operator would inject (`env.replica_env`: MASTER_ADDR, RANK, TF_CONFIG...) with every address
 127.0.0.1 and ports chosen per attempt. A bare `python` is the control plane's interpreter and
-`torchrun` is `python -m torch.distributed.run` in it, so the job sees the same packages as flowdeck.
+`torchrun` is torchrun in it, so the job sees the same packages as flowdeck. Replicas run through the
+training runtime, whose fork server has imported torch (`launch`): a `python SCRIPT`, `python -m
+MODULE` or `torchrun` replica is forked from it and starts warm, without paying the interpreter start
+and torch import every rank would otherwise pay at once (`launch` says how torchrun's agent is played).
 The image is not used (an `ImageIgnored` event says so once).
 
 Semantics follow the operators' (reference/training.md §1.6-1.8, §3.1):
@@ -60,6 +63,8 @@ if TYPE_CHECKING:
 WATCH_SECONDS = 2.0
 #: How long replicas get to end after SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 3.0
+#: The module the training runtime's fork server preloads, and that runs `python` replicas forked from it.
+LAUNCH_MODULE = "flowdeck.training.launch"
 #: The kinds whose status follows Trainer v2 (Complete/Failed/Suspended, jobsStatus) rather than v1's.
 TRAINER_V2 = ("TrainJob",)
 
@@ -81,10 +86,11 @@ _recent_ports: dict[int, float] = {}
 
 
 def _runtime(ctx: KindContext) -> Runtime:
-    runtime = getattr(ctx.runs, "runtime", None)
-    if runtime is None:
+    """The training runtime: its fork server preloads `launch` (and torch), so replicas start warm."""
+    runtime_for = getattr(ctx.runs, "runtime_for", None)
+    if runtime_for is None or getattr(ctx.runs, "runtime", None) is None:
         raise RuntimeError("the control plane's runtime is not running")
-    return runtime
+    return runtime_for("training", (LAUNCH_MODULE,))
 
 
 def _capacity_gate(ctx: KindContext, runtime: Runtime) -> QuotaGate:
@@ -365,12 +371,15 @@ def _start_gang(ctx: KindContext, resource: Resource, plan: list[ReplicaSlot], r
 
 
 def local_command(command: list[str], args: list[str]) -> list[str]:
-    """The container's command as run here: `python` is this interpreter, `torchrun` its torch.distributed.run."""
+    """The container's command as run here: `python` is this interpreter and `torchrun` its torchrun; a script,
+    `-m module` or torchrun starts warm, forked through `launch`."""
     program, *rest = [*command, *args]
-    if program in ("python", "python3"):
+    if program in ("python", "python3", sys.executable):
+        if rest and (rest[0].endswith(".py") or (rest[0] == "-m" and len(rest) > 1)):
+            return [sys.executable, "-m", LAUNCH_MODULE, *rest]
         return [sys.executable, *rest]
     if program == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", *rest]
+        return [sys.executable, "-m", LAUNCH_MODULE, "--torchrun", *rest]
     return [program, *rest]
 
 
@@ -467,9 +476,8 @@ def _epoch(stamp: str | None) -> float | None:
 # -- finalize, logs ------------------------------------------------------------------------------------------
 def finalize(ctx: KindContext, resource: Resource) -> None:
     """Stop the job's replicas and give back its quota."""
-    runtime = getattr(ctx.runs, "runtime", None)
-    if runtime is not None:
-        _stop_gang(ctx, resource, runtime, release=True)
+    if getattr(ctx.runs, "runtime", None) is not None:
+        _stop_gang(ctx, resource, _runtime(ctx), release=True)
 
 
 def logs(ctx: KindContext, resource: Resource) -> Iterator[str]:
