@@ -19,10 +19,12 @@ and like torchrun ends them all and exits 1 as soon as one fails. Anything else 
 
 from __future__ import annotations
 
+import atexit
 import os
 import runpy
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -91,6 +93,8 @@ def torchrun(args: list[str]) -> None:
             except BaseException:  # noqa: BLE001 - reported as the interpreter would
                 traceback.print_exc()
                 code = 1
+            threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads, as Py_Finalize does
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
