@@ -15,7 +15,7 @@ The same script runs as 4 ranks (gloo on 127.0.0.1) three ways:
 
 Each rank writes `time.time()` right after `init_process_group` returns (then all-reduces a tensor to
 check the group works); a round's figure is the latest of the 4 stamps minus t0. flowdeck's replicas
-are forked from its training runtime, which has imported torch once (`flowdeck.training.launch`, which
+are forked from its training runtime, which has imported torch once (`flowdeck.runtime.launch`, which
 also plays torchrun's agent for a static rendezvous), where torchrun by hand starts interpreters that
 import torch. Rounds rotate which path goes first; one warm-up of each is not counted. Reported: median
 and p90 of each, the median difference against torchrun by hand, and PASS when flowdeck adds under

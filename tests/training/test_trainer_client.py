@@ -179,7 +179,7 @@ def test_the_trainjob_carries_the_function_and_the_node_shape() -> None:
     trainer = CustomTrainer(ddp_train, func_args={"out": "/o", "steps": 2}, num_nodes=3, env={"A": "1"},
                             resources_per_node={"cpu": 2, "memory": "1Gi"}, packages_to_install=["toolz"])
     spec = trainjob_document("j", trainer)["spec"]["trainer"]
-    assert spec["command"] == ["torchrun", "-m", "flowdeck.training.function"]
+    assert spec["command"] == ["torchrun", "-m", "flowdeck.runtime.function"]
     assert (spec["numNodes"], spec["numProcPerNode"], spec["env"]) == (3, 2, [{"name": "A", "value": "1"}])
     assert spec["resourcesPerNode"]["requests"] == {"cpu": "2", "memory": "1Gi"}
     args = dict(zip(spec["args"][::2], spec["args"][1::2], strict=True))
@@ -214,7 +214,7 @@ def test_ranks_of_a_node_install_packages_once_and_get_keyword_arguments(tmp_pat
     results: list[subprocess.CompletedProcess[str]] = []
 
     def rank(number: int) -> None:
-        command = [sys.executable, "-m", "flowdeck.training.function", "--name", "use_package",
+        command = [sys.executable, "-m", "flowdeck.runtime.function", "--name", "use_package",
                    "--source-b64", base64.b64encode(source.encode()).decode(),
                    "--kwargs", json.dumps({"rank": number, "out": str(tmp_path)}),
                    "--packages", json.dumps([str(wheel)])]
@@ -227,5 +227,5 @@ def test_ranks_of_a_node_install_packages_once_and_get_keyword_arguments(tmp_pat
         thread.join()
     assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
     assert (tmp_path / "0.txt").read_text() == (tmp_path / "1.txt").read_text() == "42"
-    installed = [p for p in (tmp_path / "home" / "training-packages").iterdir() if p.is_dir()]
+    installed = [p for p in (tmp_path / "home" / "function-packages").iterdir() if p.is_dir()]
     assert len(installed) == 1 and (installed[0] / "flowdecktiny.py").exists()

@@ -21,8 +21,7 @@ from typing import Any
 
 import httpx
 
-from flowdeck.connection import control_plane_url, credentials
-from flowdeck.connection import namespace as profile_namespace
+from flowdeck.connection import control_plane_url, credentials, profile_namespace
 
 API_VERSION = "serving.kserve.io/v1beta1"
 

@@ -20,7 +20,7 @@ keyword arguments on every backend, and jobs live in the control plane (listed f
 across restarts), not in the client object.
 
 `train` creates a TrainJob (`trainer.kubeflow.org/v1alpha1`, runtime `torch-distributed`) whose nodes run
-`torchrun -m flowdeck.training.function` with the function's source and arguments in its args: the job
+`torchrun -m flowdeck.runtime.function` with the function's source and arguments in its args: the job
 document carries everything it needs. The function must be a `def` whose source `inspect` can read and
 that is self-contained (its imports inside), as the SDK requires.
 
@@ -48,15 +48,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
-
-from flowdeck.connection import control_plane_url, credentials
-from flowdeck.connection import namespace as profile_namespace
-from flowdeck.defaults import DEFAULT_URL
+from flowdeck.connection import ControlPlaneError, ResourceClient
 from flowdeck.runtime.quotas import QuotaError, parse_quantity
 from flowdeck.training.specs import BUILTIN_RUNTIMES
 
-API = "/apis/flowdeck/v1"
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 DEFAULT_RUNTIME = "torch-distributed"
 #: The statuses the SDK reports for a TrainJob (it synthesises Created and Running; the API has neither).
@@ -66,7 +61,7 @@ FOLLOW_SECONDS = 0.2
 _SECTION = re.compile(r"^==> (\S+) \((attempt-\d+)\) <==\n", re.MULTILINE)
 
 
-class TrainerError(RuntimeError):
+class TrainerError(ControlPlaneError):
     """The control plane could not be reached, or refused or failed a request: one line saying why."""
 
 
@@ -138,62 +133,11 @@ class TrainJob:
     status: str = "Created"
 
 
-class ControlPlane:
-    """HTTP to a control plane's resource API, found and authenticated as the module docstring says."""
-
-    def __init__(self, url: str | None = None, namespace: str | None = None, token: str | None = None) -> None:
-        self.url = (url.rstrip("/") if url else control_plane_url(DEFAULT_URL)) or DEFAULT_URL
-        self.namespace = profile_namespace(namespace)
-        headers = credentials(token)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(30.0, connect=5.0))
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ControlPlane:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def path(self, kind: str, name: str | None = None) -> str:
-        """The resource API path of `kind` (any spelling the API accepts) in the namespace, or of one of them."""
-        base = f"{API}/namespaces/{self.namespace}/{kind}"
-        return f"{base}/{name}" if name else base
-
-    def request(self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
-        """The successful response (or one with a status in `allow`), or a `TrainerError` saying why there is none."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise TrainerError(f"no control plane at {self.url}: start one with `flowdeck up` "
-                               "(or set FLOWDECK_URL)") from None
-        except httpx.HTTPError as exc:
-            raise TrainerError(f"cannot reach the control plane at {self.url}: {exc}") from None
-        if response.is_success or response.status_code in allow:
-            return response
-        try:
-            message = str(response.json().get("message") or "").strip().splitlines()[0]
-        except (ValueError, AttributeError, IndexError):
-            message = f"HTTP {response.status_code} {response.reason_phrase}: is it a flowdeck control plane?"
-        raise TrainerError(f"{method} {path}: {message}")
-
-    def get(self, kind: str, name: str) -> dict[str, Any]:
-        return self.request("GET", self.path(kind, name)).json()
-
-    def apply(self, document: dict[str, Any]) -> dict[str, Any]:
-        """Create or update the job `document` describes (in this namespace unless it names one); returns it."""
-        metadata = document.get("metadata") or {}
-        namespace = metadata.get("namespace") or self.namespace
-        path = f"{API}/namespaces/{namespace}/{document['kind']}/{metadata['name']}"
-        return self.request("PUT", path, json=document).json()
-
-
 class TrainerClient:
     """The Kubeflow SDK's `TrainerClient`, for TrainJobs of one namespace of a flowdeck control plane."""
 
     def __init__(self, url: str | None = None, namespace: str | None = None, token: str | None = None) -> None:
-        self._api = ControlPlane(url, namespace, token)
+        self._api = ResourceClient(url, namespace, token, error=TrainerError)
 
     @property
     def namespace(self) -> str:
@@ -333,7 +277,7 @@ def trainjob_document(name: str, trainer: CustomTrainer, runtime: str = DEFAULT_
     if trainer.packages_to_install:
         args += ["--packages", json.dumps(list(trainer.packages_to_install)),
                  "--index-urls", json.dumps(list(trainer.pip_index_urls or []))]
-    spec: dict[str, Any] = {"command": ["torchrun", "-m", "flowdeck.training.function"], "args": args,
+    spec: dict[str, Any] = {"command": ["torchrun", "-m", "flowdeck.runtime.function"], "args": args,
                             "numNodes": trainer.num_nodes or 1,
                             "numProcPerNode": _procs_per_node(trainer.resources_per_node)}
     if trainer.resources_per_node:

@@ -5,9 +5,9 @@ the container's `command + args`, its `env`, in its `workingDir`, plus the envir
 operator would inject (`env.replica_env`: MASTER_ADDR, RANK, TF_CONFIG...) with every address
 127.0.0.1 and ports chosen per attempt. A bare `python` is the control plane's interpreter and
 `torchrun` is torchrun in it, so the job sees the same packages as flowdeck. Replicas run through the
-training runtime, whose fork server has imported torch (`launch`): a `python SCRIPT`, `python -m
+training runtime, whose fork server has imported torch (`flowdeck.runtime.launch`): a `python SCRIPT`, `python -m
 MODULE` or `torchrun` replica is forked from it and starts warm, without paying the interpreter start
-and torch import every rank would otherwise pay at once (`launch` says how torchrun's agent is played).
+and torch import every rank would otherwise pay at once (`flowdeck.runtime.launch` says how torchrun's agent is played).
 The image is not used (an `ImageIgnored` event says so once).
 
 Semantics follow the operators' (reference/training.md §1.6-1.8, §3.1):
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -52,6 +51,7 @@ from flowdeck.resources.kinds import KindContext
 from flowdeck.resources.loader import ResourceError
 from flowdeck.resources.model import Resource, api_namespace
 from flowdeck.runtime import Runtime, Workload, WorkloadHandle
+from flowdeck.runtime.commands import LAUNCH_MODULE, local_command
 from flowdeck.runtime.quotas import QuotaGate
 from flowdeck.training.env import JobPorts, replica_env
 from flowdeck.training.specs import ReplicaSlot, job_demand, replica_plan, run_policy
@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 WATCH_SECONDS = 2.0
 #: How long replicas get to end after SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 3.0
-#: The module the training runtime's fork server preloads, and that runs `python` replicas forked from it.
-LAUNCH_MODULE = "flowdeck.training.launch"
 #: The kinds whose status follows Trainer v2 (Complete/Failed/Suspended, jobsStatus) rather than v1's.
 TRAINER_V2 = ("TrainJob",)
 
@@ -368,19 +366,6 @@ def _start_gang(ctx: KindContext, resource: Resource, plan: list[ReplicaSlot], r
     ctx.event(resource, "Started", f"attempt {attempt}: started {', '.join(gang.handles)} "
               f"(master port {ports.master})")
     return gang
-
-
-def local_command(command: list[str], args: list[str]) -> list[str]:
-    """The container's command as run here: `python` is this interpreter and `torchrun` its torchrun; a script,
-    `-m module` or torchrun starts warm, forked through `launch`."""
-    program, *rest = [*command, *args]
-    if program in ("python", "python3", sys.executable):
-        if rest and (rest[0].endswith(".py") or (rest[0] == "-m" and len(rest) > 1)):
-            return [sys.executable, "-m", LAUNCH_MODULE, *rest]
-        return [sys.executable, *rest]
-    if program == "torchrun":
-        return [sys.executable, "-m", LAUNCH_MODULE, "--torchrun", *rest]
-    return [program, *rest]
 
 
 def _stop_gang(ctx: KindContext, resource: Resource, runtime: Runtime, release: bool) -> None:

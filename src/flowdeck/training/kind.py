@@ -49,7 +49,7 @@ def logs(ctx: KindContext, resource: Resource) -> Iterator[str]:
 
 def describe(ctx: KindContext, resource: Resource) -> list[tuple[str, str]]:
     """Each replica's command, and the job's attempt and restarts."""
-    from flowdeck.training.controller import local_command
+    from flowdeck.runtime.commands import local_command
 
     plan = specs.replica_plan(resource.kind, spec_model(resource.kind).model_validate(resource.spec))
     lines = [(f"Replica {slot.name}", f"{' '.join(local_command(slot.container.command or [], slot.container.args))}"

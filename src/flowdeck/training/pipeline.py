@@ -22,7 +22,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flowdeck.training.client import ControlPlane, CustomTrainer, TrainerClient
+from flowdeck.connection import ResourceClient
+from flowdeck.training.client import CustomTrainer, TrainerClient, TrainerError
 
 #: The condition that ends a job well, per kind (Trainer v2's TrainJob says Complete, v1 kinds Succeeded).
 _SUCCEEDED = {"TrainJob": "Complete"}
@@ -54,10 +55,10 @@ def launch_training_job(document_or_trainer: dict[str, Any] | CustomTrainer, *, 
         kind, metadata = document.get("kind"), document.get("metadata") or {}
         if not isinstance(kind, str) or not isinstance(metadata.get("name"), str):
             raise TrainingJobError("the job document needs a kind and a metadata.name")
-        with ControlPlane() as api:
+        with ResourceClient(error=TrainerError) as api:
             applied = api.apply(document)
         name, namespace = applied["metadata"]["name"], applied["metadata"].get("namespace") or api.namespace
-    with ControlPlane(namespace=namespace) as api:
+    with ResourceClient(namespace=namespace, error=TrainerError) as api:
         job = api.get(kind, name)
         deadline = time.monotonic() + timeout
         while wait:

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run `SCRIPT ARGS` or `-m MODULE ARGS` as `python` would, or `--torchrun ARGS` as torchrun would."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        raise SystemExit("usage: python -m flowdeck.training.launch (SCRIPT | -m MODULE | --torchrun ...) [ARGS...]")
+        raise SystemExit("usage: python -m flowdeck.runtime.launch (SCRIPT | -m MODULE | --torchrun ...) [ARGS...]")
     if args[0] == "--torchrun":
         torchrun(args[1:])
     elif args[0] == "-m" and len(args) > 1:

@@ -1,7 +1,11 @@
-"""Runs a `CustomTrainer` function in one training process: the entry point every rank of its TrainJob starts.
+"""Runs a user's Python function in this process: every rank of a `CustomTrainer` TrainJob, every trial of `tune()`.
 
-    torchrun -m flowdeck.training.function --name train --source-b64 B64 --kwargs '{"epochs": 2}'
+    torchrun -m flowdeck.runtime.function --name train --source-b64 B64 --kwargs '{"epochs": 2}'
         [--packages '["tqdm==4.66.1"]' --index-urls '["https://pypi.org/simple"]']
+    python -m flowdeck.runtime.function --name objective --source-b64 B64 --argument '{"lr": "0.01"}'
+
+`--kwargs` passes a JSON object as keyword arguments (the Trainer SDK's convention); `--argument` passes
+one JSON value as the only positional argument (Katib's `tune()`: the objective gets a dict of parameters).
 
 `TrainerClient.train` puts the function's source (`inspect.getsource`, dedented, base64) and its
 `func_args` (JSON) into the TrainJob itself, so the job needs nothing but flowdeck on the nodes and works
@@ -11,7 +15,7 @@ does (its local process backend passes the dict positionally: reference/training
 Like the SDK's, the function must be self-contained: its imports inside its body.
 
 `--packages` are installed before the call with `pip install --target` into a directory under
-`FLOWDECK_HOME/training-packages` named after the package list and index URLs, once: a file lock makes
+`FLOWDECK_HOME/function-packages` named after the package list and index URLs, once: a file lock makes
 the other ranks (and later jobs asking for the same list) wait for and reuse it. That directory goes first
 on `sys.path`. The first index URL is pip's `--index-url`, the rest `--extra-index-url`; without any, pip
 uses its own configuration.
@@ -71,15 +75,16 @@ def install_packages(packages: Sequence[str], index_urls: Sequence[str], root: P
 def _packages_root() -> Path:
     from flowdeck.config import get_settings
 
-    return get_settings().home / "training-packages"
+    return get_settings().home / "function-packages"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m flowdeck.training.function",
+    parser = argparse.ArgumentParser(prog="python -m flowdeck.runtime.function",
                                      description="Run a CustomTrainer function in this training process.")
     parser.add_argument("--name", required=True, help="the function's name in its source")
     parser.add_argument("--source-b64", required=True, help="the function's source, base64 (UTF-8)")
     parser.add_argument("--kwargs", default="{}", help="its keyword arguments, a JSON object")
+    parser.add_argument("--argument", default=None, help="its one positional argument, as JSON (instead of --kwargs)")
     parser.add_argument("--packages", default="[]", help="packages to pip install first, a JSON list")
     parser.add_argument("--index-urls", default="[]", help="pip index URLs, a JSON list (first: --index-url)")
     options = parser.parse_args(argv)
@@ -90,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if packages:
         sys.path.insert(0, str(install_packages(packages, index_urls, _packages_root())))
     source = base64.b64decode(options.source_b64).decode("utf-8")
-    load_function(options.name, source)(**kwargs)
+    function = load_function(options.name, source)
+    if options.argument is not None:
+        function(json.loads(options.argument))
+    else:
+        function(**kwargs)
 
 
 if __name__ == "__main__":
