@@ -238,8 +238,8 @@ def test_an_invalid_field_is_one_line_naming_it_and_nothing_is_stored(cli: Any, 
 
 
 #: The kinds the CLI knows in these tests: every installed capability's, and the test plugin's Widget.
-KNOWN_KINDS = ("InferenceService, JAXJob, PaddleJob, PipelineRun, Profile, PyTorchJob, TFJob, TrainJob, Widget, "
-               "XGBoostJob")
+KNOWN_KINDS = ("Experiment, InferenceService, JAXJob, PaddleJob, PipelineRun, Profile, PyTorchJob, TFJob, TrainJob, "
+               "Widget, XGBoostJob")
 
 
 def test_an_unknown_kind_or_api_version_is_one_line_naming_it(cli: Any, workdir: Path) -> None:

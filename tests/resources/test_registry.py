@@ -15,8 +15,8 @@ from flowdeck.resources import ENTRY_POINT_GROUP, Registry, UnknownKind
 from flowdeck.resources.registry import load_entry_points
 
 #: The kinds flowdeck's own capabilities publish.
-INSTALLED = ["InferenceService", "JAXJob", "PaddleJob", "PipelineRun", "Profile", "PyTorchJob", "TFJob", "TrainJob",
-             "XGBoostJob"]
+INSTALLED = ["Experiment", "InferenceService", "JAXJob", "PaddleJob", "PipelineRun", "Profile", "PyTorchJob", "TFJob",
+             "TrainJob", "XGBoostJob"]
 
 
 def test_the_installed_package_publishes_its_kinds_as_entry_points() -> None:

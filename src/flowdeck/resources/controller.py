@@ -63,6 +63,7 @@ class ResourceController:
         service.on_change = self.enqueue
         service.context.requeue = self.enqueue
         service.context.delete = self._delete
+        service.context.resources = service
 
     def _delete(self, uid: str) -> None:
         if self.repository.request_deletion(uid):

@@ -47,6 +47,9 @@ class KindContext:
         self.requeue: Callable[[str, float], None] = lambda uid, delay: None
         #: Mark a resource for deletion (its finalizer runs first), e.g. when its time to live is over.
         self.delete: Callable[[str], None] = lambda uid: None
+        #: The resource service (`flowdeck.resources.service.ResourceService`), for hooks that manage resources
+        #: of other kinds: an Experiment's trials are training jobs. The resource controller sets it.
+        self.resources: Any = None
 
     def request_deletion(self, resource: Resource) -> None:
         """Delete `resource` as `flowdeck delete` would: finalize, then remove."""

@@ -65,6 +65,21 @@ class Demand:
         return getattr(self, resource)
 
 
+def container_amounts(resources: Mapping[str, object] | None) -> dict[str, float]:
+    """cpu, memory and gpu of a container's `resources`: its requests, else its limits (Kubernetes defaults one
+    to the other)."""
+    resources = resources or {}
+    requests = resources.get("requests") or {}
+    limits = resources.get("limits") or {}
+    assert isinstance(requests, Mapping) and isinstance(limits, Mapping)
+    amounts: dict[str, float] = {}
+    for name, resource in (("cpu", "cpu"), ("memory", "memory"), ("nvidia.com/gpu", "gpu")):
+        value = requests.get(name, limits.get(name))
+        if value is not None:
+            amounts[resource] = parse_quantity(value)
+    return amounts
+
+
 def limits_from_hard(hard: Mapping[str, object] | None) -> dict[str, float]:
     """resourceQuotaSpec.hard as {cpu, memory, gpu, workloads: limit}; keys it does not limit are ignored."""
     limits: dict[str, float] = {}

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from flowdeck.runtime.quotas import Demand, QuotaError, parse_quantity
+from flowdeck.runtime.quotas import Demand, QuotaError, container_amounts, parse_quantity
 
 
 @dataclass(frozen=True)
@@ -482,15 +482,7 @@ def job_demand(kind: str, spec: BaseModel) -> Demand:
 
 def container_resources(container: Container) -> dict[str, float]:
     """cpu, memory and gpu of one container: its requests, else its limits (Kubernetes defaults one to the other)."""
-    resources = container.resources or {}
-    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-    names = {"cpu": "cpu", "memory": "memory", "nvidia.com/gpu": "gpu"}
-    amounts: dict[str, float] = {}
-    for name, resource in names.items():
-        value = requests.get(name, limits.get(name))
-        if value is not None:
-            amounts[resource] = parse_quantity(value)
-    return amounts
+    return container_amounts(container.resources)
 
 
 def procs_per_node(trainer: Trainer) -> int:
