@@ -13,6 +13,7 @@ import difflib
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from flowdeck.resources.kinds import Kind
 from flowdeck.resources.model import Resource, check_namespace
@@ -93,6 +94,12 @@ def parse_resource(document: Any, registry: Registry) -> tuple[Kind, Resource]:
         raise ResourceError(describe_error(exc, kind.spec_model, prefix="spec")) from None
     resource.apiVersion = kind.api_version
     return kind, resource
+
+
+def field_error(loc: tuple[str | int, ...], message: str, given: Any = None) -> ValidationError:
+    """A validation error at `loc` (relative to the model raising it) that reads `message`."""
+    return ValidationError.from_exception_data(
+        "spec", [{"type": PydanticCustomError("invalid", message), "loc": loc, "input": given}])
 
 
 def describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:

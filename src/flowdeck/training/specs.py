@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from flowdeck.resources.loader import field_error
 from flowdeck.runtime.quotas import Demand, QuotaError, container_amounts, parse_quantity
 
 
@@ -69,12 +70,6 @@ RESERVED_TRAINER_ENV = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PE
 _TYPE_ORDER = ("Master", "Chief", "PS", "Worker", "Evaluator", "Node")
 _NPROC_WORDS = ("auto", "cpu", "gpu")
 _ENTRYPOINT = "required locally (the image's entrypoint is not run here)"
-
-
-def field_error(loc: tuple[str | int, ...], message: str, given: Any = None) -> ValidationError:
-    """A validation error at `loc` (relative to the model raising it) that reads `message`."""
-    return ValidationError.from_exception_data(
-        "spec", [{"type": PydanticCustomError("invalid", message), "loc": loc, "input": given}])
 
 
 def _check_quantities(resources: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flowdeck.training.specs import field_error
+from flowdeck.resources.loader import field_error
 
 #: `algorithm.algorithmName` values run locally (T:476-486), each backed by an optuna sampler or pruner.
 ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization", "hyperband")
