@@ -2,7 +2,7 @@
 decides when the experiment ends.
 
 Each experiment has an optuna study (sampler and pruner from `algorithms`), kept in a journal file
-under `$FLOWDECK_HOME/tuning/`, so its history survives a restart of `flowdeck up`. A trial is one
+under `$FLOWDECK_HOME/tuning/` (`journal`), so its history survives a restart of `flowdeck up`. A trial is one
 `study.ask()`: its parameter assignments (strings, as Katib's) are substituted into the trial
 template (`specs.render_trial`), and the template's primary container runs as a process forked from
 the warm training runtime, with `KATIB_TRIAL_NAME`, `FLOWDECK_METRICS_FILE` (for Push metrics) and the
@@ -97,14 +97,14 @@ def _state(ctx: KindContext, resource: Resource, spec: ExperimentSpec, runtime: 
         return state
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     from flowdeck.tuning.algorithms import make_pruner, make_sampler
+    from flowdeck.tuning.journal import StudyJournal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = experiment_dir(ctx, resource) / "study.journal"
     study = optuna.create_study(
-        study_name=uid, storage=JournalStorage(JournalFileBackend(str(path))), load_if_exists=True,
+        study_name=uid, storage=JournalStorage(StudyJournal(path)), load_if_exists=True,
         sampler=make_sampler(spec.algorithm, spec.parameters), pruner=make_pruner(spec.algorithm, spec.earlyStopping),
         direction="minimize" if spec.objective.type == "minimize" else "maximize")
     if study.trials:  # a resumed study: a seeded sampler would replay the suggestions it already made
