@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from helpers import ControlPlane, start_control_plane, wait_for
+from helpers import ControlPlane, process_gone, start_control_plane, wait_for
 
 API = "/apis/flowdeck/v1/namespaces/default/experiments"
 
@@ -198,9 +198,9 @@ import argparse, time
 parser = argparse.ArgumentParser()
 parser.add_argument("--quality", type=float)
 args = parser.parse_args()
-for step in range(12):
-    print(f"epoch {step}: accuracy={args.quality * (step + 1) / 12:.4f}", flush=True)
-    time.sleep(0.05)
+for step in range(24):
+    print(f"epoch {step}: accuracy={args.quality * (step + 1) / 24:.4f}", flush=True)
+    time.sleep(0.08)
 """
 
 
@@ -220,7 +220,7 @@ def test_medianstop_stops_bad_trials_early(experiments: Experiments, tmp_path: P
     best = max(float(assignments(t)["quality"]) for t in trials(done) if t["condition"] == "Succeeded")
     for trial in stopped:
         assert float(assignments(trial)["quality"]) < best  # only trials worse than the median are stopped
-        assert epochs[trial["name"]] < 12  # before their last epoch
+        assert epochs[trial["name"]] < 24  # before their last epoch
 
 
 def test_hyperband_stops_trials_early(experiments: Experiments, tmp_path: Path) -> None:
@@ -228,14 +228,14 @@ def test_hyperband_stops_trials_early(experiments: Experiments, tmp_path: Path) 
     script.write_text(CURVE)
     parameters = [{"name": "quality", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]
     document = experiment("hyperband", script, parameters, algorithm="hyperband", trials=10, parallel=1,
-                          settings={"random_state": "5", "r_l": "12", "eta": "3"})
+                          settings={"random_state": "5", "r_l": "24", "eta": "3"})
     assert experiments.apply(document).returncode == 0
     done = experiments.wait("hyperband", "Succeeded", timeout=120)
     stopped = [t for t in trials(done) if t["condition"] == "EarlyStopped"]
     assert stopped, [t["condition"] for t in trials(done)]
     logs = experiments.cli("logs", "experiment", "hyperband").stdout
     epochs = {chunk.split(" ")[0]: chunk.count("accuracy=") for chunk in logs.split("==> ")[1:]}
-    assert all(epochs[trial["name"]] < 12 for trial in stopped)
+    assert all(epochs[trial["name"]] < 24 for trial in stopped)
 
 
 def test_goal_reached_ends_the_experiment_early(experiments: Experiments, tmp_path: Path) -> None:
@@ -301,6 +301,9 @@ def test_push_metrics(experiments: Experiments, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("change", "words"), [
     (lambda spec: spec["parameters"][0]["feasibleSpace"].update(min="5", max="1"), "spec.parameters[0].feasibleSpace"),
     (lambda spec: spec["algorithm"].update(algorithmName="simulated-annealing"), "spec.algorithm.algorithmName"),
+    (lambda spec: spec["algorithm"].update(algorithmSettings=[{"name": "random_state", "value": "x"}]),
+     "spec.algorithm.algorithmSettings.random_state"),
+    (lambda spec: spec["algorithm"].update(algorithmName="grid"), "grid needs a step"),
     (lambda spec: spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["args"].append(
         "${trialParameters.momentum}"), "${trialParameters.momentum}"),
 ])
@@ -330,6 +333,8 @@ def test_tune_a_python_function(experiments: Experiments) -> None:
     took = time.monotonic() - started
     best = client.get_optimal_hyperparameters("quadratic")
     assert best.best_trial_name and abs(float(best.parameter_assignments[0].value) - 2) < 3
+    assert best.observation.metrics[0].name == "score" and float(best.observation.metrics[0].latest) <= 0
+    assert took < 30  # the issue's figure (20 trials under 5 s) is measured by benchmarks/tuning_trials.py
     assert len(client.list_trials("quadratic")) == 20
     print(json.dumps({"tune_20_trials_s": round(took, 2)}))
 
@@ -416,3 +421,18 @@ def test_trials_can_be_training_jobs(experiments: Experiments, tmp_path: Path) -
     assert logs.count("rank 0 of 2") == 3  # each trial's output is its master's
     jobs = httpx.get(f"{experiments.server.url}/apis/flowdeck/v1/namespaces/default/pytorchjobs").json()["items"]
     assert not [job for job in jobs if job["metadata"]["name"].startswith("jobs-")]  # not retained
+
+
+def test_deleting_a_running_experiment_stops_its_trials(experiments: Experiments, tmp_path: Path) -> None:
+    script = tmp_path / "sleepy.py"
+    script.write_text("import argparse, os, time\nparser = argparse.ArgumentParser()\n"
+                      "parser.add_argument('--x')\nparser.parse_args()\n"
+                      f"open(os.path.join({str(tmp_path)!r}, str(os.getpid())), 'w').close()\ntime.sleep(60)\n")
+    parameters = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "2"]}}]
+    assert experiments.apply(experiment("doomed", script, parameters, algorithm="grid", trials=2,
+                                        parallel=2)).returncode == 0
+    assert wait_for(lambda: len([p for p in tmp_path.iterdir() if p.name.isdigit()]) == 2, timeout=20)
+    pids = [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]
+    assert experiments.cli("delete", "experiment", "doomed").returncode == 0
+    assert wait_for(lambda: httpx.get(f"{experiments.server.url}{API}/doomed").status_code == 404, timeout=20)
+    assert wait_for(lambda: all(process_gone(pid) for pid in pids), timeout=10)

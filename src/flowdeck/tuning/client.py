@@ -50,12 +50,27 @@ class ParameterAssignment:
 
 
 @dataclass
+class Metric:
+    """One metric of a trial: its min, max and latest values, as strings (Katib's `V1beta1Metric`)."""
+
+    name: str
+    min: str | None = None
+    max: str | None = None
+    latest: str | None = None
+
+
+@dataclass
+class Observation:
+    metrics: list[Metric] = field(default_factory=list)
+
+
+@dataclass
 class OptimalTrial:
     """The best trial so far (Katib's `V1beta1OptimalTrial`)."""
 
     best_trial_name: str | None
     parameter_assignments: list[ParameterAssignment] = field(default_factory=list)
-    observation: dict[str, Any] = field(default_factory=dict)
+    observation: Observation = field(default_factory=Observation)
 
 
 class KatibClient:
@@ -174,9 +189,11 @@ class KatibClient:
 
     def get_optimal_hyperparameters(self, name: str, namespace: str | None = None) -> OptimalTrial:
         best = (self.get_experiment(name, namespace).get("status") or {}).get("currentOptimalTrial") or {}
+        metrics = [Metric(m["name"], m.get("min"), m.get("max"), m.get("latest"))
+                   for m in (best.get("observation") or {}).get("metrics", [])]
         return OptimalTrial(best.get("bestTrialName"),
                             [ParameterAssignment(a["name"], a["value"]) for a in best.get("parameterAssignments", [])],
-                            best.get("observation") or {})
+                            Observation(metrics))
 
     def list_trials(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The experiment's trials: name, parameterAssignments, condition, metrics..."""

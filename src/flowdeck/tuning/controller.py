@@ -29,6 +29,7 @@ assignments (the same optuna trial), so none is lost or repeated.
 from __future__ import annotations
 
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class ExperimentState:
     runs: dict[str, TrialRun]
     #: Gives a finished trial's quota back.
     release: Callable[[str], None] | None = None
+    #: Reconciles the experiment again (one callable, so a quota waiting list holds it once).
+    wake: Callable[[], None] = lambda: None
 
 
 _lock = threading.Lock()
@@ -102,14 +105,15 @@ def _state(ctx: KindContext, resource: Resource, spec: ExperimentSpec, runtime: 
     from flowdeck.tuning.journal import StudyJournal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    path = experiment_dir(ctx, resource) / "study.journal"
+    path = experiment_dir(ctx, resource) / f"study-{uid}.journal"  # a re-created experiment starts afresh
     study = optuna.create_study(
         study_name=uid, storage=JournalStorage(StudyJournal(path)), load_if_exists=True,
         sampler=make_sampler(spec.algorithm, spec.parameters), pruner=make_pruner(spec.algorithm, spec.earlyStopping),
         direction="minimize" if spec.objective.type == "minimize" else "maximize")
     if study.trials:  # a resumed study: a seeded sampler would replay the suggestions it already made
         study.sampler.reseed_rng()
-    state = ExperimentState(study, {}, lambda trial_name: _release(ctx, resource, trial_name))
+    state = ExperimentState(study, {}, lambda trial_name: _release(ctx, resource, trial_name),
+                            lambda: ctx.requeue(uid, 0.0))
     with _lock:
         _states.setdefault(runtime, {})[uid] = state
     return state
@@ -132,7 +136,13 @@ def reconcile(ctx: KindContext, resource: Resource, spec: ExperimentSpec) -> flo
     if status.condition("Created") is None:
         status.set_condition("Created", True, "ExperimentCreated", f"Experiment {name} is created")
         status.startTime = _stamp(time.time())
-    state = _state(ctx, resource, spec, runtime)
+    try:
+        state = _state(ctx, resource, spec, runtime)
+    except ImportError:
+        return _fail_early(ctx, resource, "tuning needs the tuning extra on the control plane: "
+                                          "pip install 'flowdeck[tuning]'")
+    except ValueError as exc:
+        return _fail_early(ctx, resource, str(exc))
     records: list[dict[str, Any]] = list(getattr(status, "trialStatuses", None) or [])
 
     for record in records:
@@ -148,16 +158,16 @@ def reconcile(ctx: KindContext, resource: Resource, spec: ExperimentSpec) -> flo
     active = [r for r in records if r["condition"] in ("Running", "Pending")]
     budget = (spec.maxTrialCount or 10**9) - len(records)
     while len(active) < spec.parallelTrialCount and budget > 0:
-        name = f"{resource.metadata.name}-{secrets.token_hex(4)}"
-        refused = _admit(ctx, resource, spec, name)
+        trial_name = f"{name}-{secrets.token_hex(4)}"
+        refused = _admit(ctx, resource, spec, state, trial_name)
         if refused is not None and refused.startswith("never"):
             return _end(ctx, resource, spec, state, runtime, records, "Failed", "ExperimentFailed",
                         f"a trial cannot run: {refused.removeprefix('never: ')}")
         if refused:
             break  # woken when quota frees
-        record = _new_trial(ctx, resource, spec, state, runtime, name)
+        record = _new_trial(ctx, resource, spec, state, runtime, trial_name)
         if record is None:
-            _release(ctx, resource, name)
+            _release(ctx, resource, trial_name)
             break  # the search space is exhausted
         records.append(record)
         active.append(record)
@@ -166,6 +176,14 @@ def reconcile(ctx: KindContext, resource: Resource, spec: ExperimentSpec) -> flo
         status.set_condition("Running", True, "ExperimentRunning", f"Experiment {name} is running")
     _write_status(resource, spec, records)
     return WATCH_SECONDS
+
+
+def _fail_early(ctx: KindContext, resource: Resource, message: str) -> None:
+    """The experiment cannot start at all (no optuna, settings it refuses): Failed, saying why."""
+    resource.status.set_condition("Failed", True, "ExperimentFailed", message)
+    resource.status.completionTime = _stamp(time.time())
+    ctx.event(resource, "ExperimentFailed", message, warning=True)
+    return None
 
 
 def _end(ctx: KindContext, resource: Resource, spec: ExperimentSpec, state: ExperimentState, runtime: Runtime,
@@ -221,20 +239,19 @@ def _best(spec: ExperimentSpec, records: list[dict[str, Any]]) -> dict[str, Any]
 
 
 # -- trials ------------------------------------------------------------------------------------------------
-def _admit(ctx: KindContext, resource: Resource, spec: ExperimentSpec, trial_name: str) -> str | None:
+def _admit(ctx: KindContext, resource: Resource, spec: ExperimentSpec, state: ExperimentState,
+           trial_name: str) -> str | None:
     """None when trial `trial_name` fits in its profile's quota; else "wait" (woken when quota frees), or
     "never: <why>" when one trial asks for more than the profile allows in all."""
     quota = getattr(ctx.runs, "quota", None)
-    if quota is None:
-        return None
     template = spec.trialTemplate.trialSpec
+    if quota is None or template.get("kind") != "Job":
+        return None  # a trial that is a training job passes the quota as that job
     containers = (((template.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
     wanted = spec.trialTemplate.primaryContainerName
     container = next((c for c in containers if wanted is None or c.get("name") == wanted), containers[0])
     demand = Demand(workloads=1.0, **container_amounts(container.get("resources")))
-    uid = resource.metadata.uid or ""
-    admission = quota.try_admit(resource.metadata.namespace or "default", trial_name, demand,
-                                lambda: ctx.requeue(uid, 0.0))
+    admission = quota.try_admit(resource.metadata.namespace or "default", trial_name, demand, state.wake)
     if admission.admitted:
         return None
     if admission.never_fits:
@@ -257,7 +274,7 @@ def _new_trial(ctx: KindContext, resource: Resource, spec: ExperimentSpec, state
         return None
     trial = state.study.ask()
     assignments = suggest(trial, spec.parameters)
-    record = {"name": name, "optunaTrialId": trial._trial_id,
+    record = {"name": name, "optunaTrialId": trial._trial_id, "optunaTrialNumber": trial.number,
               "parameterAssignments": [{"name": key, "value": value} for key, value in assignments.items()],
               "condition": "Pending", "startTime": _stamp(time.time())}
     _launch(ctx, resource, spec, state, runtime, record)
@@ -285,6 +302,8 @@ def _launch(ctx: KindContext, resource: Resource, spec: ExperimentSpec, state: E
     env.update(KATIB_TRIAL_NAME=record["name"], FLOWDECK_METRICS_FILE=str(metrics_file),
                FLOWDECK_NAMESPACE=api_namespace(namespace), PYTHONUNBUFFERED="1")
     log_path = trial_dir / "output.log"
+    if log_path.exists():  # a relaunch: the killed run's output must not count for this one
+        log_path.replace(trial_dir / "output.previous.log")
     workload = Workload(name=record["name"], command=local_command(container.get("command") or [],
                                                                    container.get("args") or []),
                         env=env, working_dir=container.get("workingDir"), namespace=api_namespace(namespace),
@@ -417,8 +436,12 @@ def _observe(ctx: KindContext, resource: Resource, spec: ExperimentSpec, state: 
     if run is None and "job" in record:  # the job outlives a control plane restart: follow it again
         run = state.runs[record["name"]] = TrialRun(None)
     if run is None:  # its process ended with a previous control plane: run the same trial again
-        if _admit(ctx, resource, spec, record["name"]):
+        refused = _admit(ctx, resource, spec, state, record["name"])
+        if refused is not None and refused.startswith("never"):
+            _finish(state, record, "Failed", "TrialFailed", f"it cannot run: {refused.removeprefix('never: ')}")
             return
+        if refused:
+            return  # woken when quota frees
         _launch(ctx, resource, spec, state, runtime, record)
         ctx.event(resource, "TrialRelaunched", f"trial {record['name']} started again after a restart")
         return
@@ -437,28 +460,32 @@ def _observe(ctx: KindContext, resource: Resource, spec: ExperimentSpec, state: 
             run.steps_reported += 1
             if code is None and trial.should_prune():
                 _stop(ctx, resource, state, runtime, record)
+                if run.handle is not None and run.handle.exit_code == 0:
+                    break  # it ended well while being stopped: it counts as completed, below
                 record["metrics"] = _metric_summaries(spec, observations)
-                state.study.tell(record["optunaTrialId"], state=optuna.trial.TrialState.PRUNED)
+                _tell(state, record, state=optuna.trial.TrialState.PRUNED)
                 _finish(state, record, "EarlyStopped", "TrialEarlyStopped",
                         f"stopped at step {observation.step}: {spec.objective.objectiveMetricName}="
                         f"{observation.value:g} is worse than the early-stopping rule allows")
                 return
+    if code is None and run.handle is not None:
+        code = run.handle.exit_code
     if code is None:
         return
     record["metrics"] = _metric_summaries(spec, observations)
     if code != 0:
-        state.study.tell(record["optunaTrialId"], state=optuna.trial.TrialState.FAIL)
+        _tell(state, record, state=optuna.trial.TrialState.FAIL)
         _finish(state, record, "Failed", "TrialFailed", f"the trial exited with code {code}")
         return
     value = metrics_module.summarize(observations, spec.objective.objectiveMetricName,
                                      spec.objective.strategy(spec.objective.objectiveMetricName))
     if value is None:
-        state.study.tell(record["optunaTrialId"], state=optuna.trial.TrialState.FAIL)
+        _tell(state, record, state=optuna.trial.TrialState.FAIL)
         _finish(state, record, "MetricsUnavailable", "MetricsUnavailable",
                 f"the trial succeeded but reported no {spec.objective.objectiveMetricName}")
         return
     record["objective"] = value
-    state.study.tell(record["optunaTrialId"], value)
+    _tell(state, record, values=value)
     _finish(state, record, "Succeeded", "TrialSucceeded", f"{spec.objective.objectiveMetricName}={value:g}")
 
 
@@ -470,7 +497,7 @@ def _metric_summaries(spec: ExperimentSpec, observations: list[metrics_module.Ob
     summaries = []
     for name in spec.objective.metric_names():
         if any(o.name == name for o in observations):
-            summaries.append({"name": name, **{key: f"{metrics_module.summarize(observations, name, key):g}"
+            summaries.append({"name": name, **{key: repr(metrics_module.summarize(observations, name, key))
                                                for key in ("min", "max", "latest")}})
     return summaries
 
@@ -486,14 +513,20 @@ def _stop(ctx: KindContext, resource: Resource, state: ExperimentState, runtime:
         runtime.stop(run.handle, grace_seconds=2.0)
 
 
+def _tell(experiment: ExperimentState, record: dict[str, Any], **outcome: Any) -> None:
+    """Tell the study how the record's trial ended, once: a trial it already knows ended is left alone (a
+    reconcile that failed half-way, or a restart, may come back to a trial told before)."""
+    number = record.get("optunaTrialNumber", record["optunaTrialId"])
+    if experiment.study.get_trials(deepcopy=False)[number].state.is_finished():
+        return
+    experiment.study.tell(number, **outcome)
+
+
 def _finish(state: ExperimentState, record: dict[str, Any], condition: str, reason: str, message: str) -> None:
-    if condition == "Killed" and record.get("optunaTrialId") is not None:
+    if condition == "Killed":
         import optuna
 
-        try:
-            state.study.tell(record["optunaTrialId"], state=optuna.trial.TrialState.FAIL)
-        except (RuntimeError, ValueError):
-            pass  # already finished in the study
+        _tell(state, record, state=optuna.trial.TrialState.FAIL)
     state.runs.pop(record["name"], None)
     record.update(condition=condition, reason=reason, message=message, completionTime=_stamp(time.time()))
     if state.release is not None:
@@ -522,10 +555,13 @@ def _stamp(epoch: float) -> str:
 
 # -- finalize, logs, describe ---------------------------------------------------------------------------------
 def finalize(ctx: KindContext, resource: Resource) -> None:
-    """Stop the experiment's running trials and delete its trials' training jobs."""
+    """Stop the experiment's running trials, delete its trials' training jobs, give back their quota and
+    remove its directory (study journal, trial outputs)."""
     for record in getattr(resource.status, "trialStatuses", None) or []:
         if "job" in record and ctx.resources is not None:
             _delete_job(ctx, resource, record)
+        if record["condition"] in ("Running", "Pending"):
+            _release(ctx, resource, record["name"])
     if getattr(ctx.runs, "runtime", None) is None:
         return
     runtime = _runtime(ctx)
@@ -535,6 +571,7 @@ def finalize(ctx: KindContext, resource: Resource) -> None:
         for run in state.runs.values():
             if run.handle is not None and run.handle.exit_code is None:
                 runtime.stop(run.handle, grace_seconds=2.0)
+    shutil.rmtree(experiment_dir(ctx, resource), ignore_errors=True)
 
 
 def trial_table(resource: Resource) -> list[tuple[str, str]]:

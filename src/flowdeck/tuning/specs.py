@@ -424,11 +424,34 @@ class ExperimentSpec(BaseModel):
         if most is not None and self.maxFailedTrialCount is not None and self.maxFailedTrialCount > most:
             raise field_error(("maxFailedTrialCount",),
                               f"{self.maxFailedTrialCount} is greater than maxTrialCount ({most})")
+        _check_search(self)
         return self
 
     def parameter(self, name: str) -> ParameterSpec:
         """The parameter called `name`."""
         return next(parameter for parameter in self.parameters if parameter.name == name)
+
+
+def _check_search(spec: ExperimentSpec) -> None:
+    """Refuse what the search itself would (algorithm settings, a grid over a double without a step...) when
+    the experiment is applied, not when its first trial is asked for. Needs optuna (the `tuning` extra);
+    without it the experiment fails when it starts, saying which extra to install."""
+    try:
+        from flowdeck.tuning.algorithms import make_pruner, make_sampler
+    except ImportError:
+        return
+    try:
+        make_sampler(spec.algorithm, spec.parameters)
+        make_pruner(spec.algorithm, spec.earlyStopping)
+    except ValueError as exc:
+        where, _, message = str(exc).partition(": ")
+        loc: list[str | int] = []
+        for part in where.removeprefix("spec.").split("."):
+            name, _, index = part.partition("[")
+            loc.append(name)
+            if index:
+                loc.append(int(index.rstrip("]")))
+        raise field_error(tuple(loc), message) from None
 
 
 def render_trial(spec: ExperimentSpec, assignments: dict[str, str], trial_name: str, namespace: str) -> dict[str, Any]:
