@@ -241,10 +241,12 @@ def test_hyperband_stops_trials_early(experiments: Experiments, tmp_path: Path) 
 def test_goal_reached_ends_the_experiment_early(experiments: Experiments, tmp_path: Path) -> None:
     script = tmp_path / "quadratic.py"
     script.write_text(QUADRATIC)
-    parameters = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["5", "1", "3", "4"]}}]
+    parameters = [{"name": "x", "parameterType": "discrete",
+                   "feasibleSpace": {"list": ["5", "1", "3", "4", "6", "7", "8", "9"]}}]
     assert experiments.apply(experiment("goal", script, parameters, algorithm="grid", metric="score", goal=-0.5,
-                                        trials=4, parallel=1)).returncode == 0
+                                        trials=8, parallel=1, settings={"random_state": "2"})).returncode == 0
     done = experiments.wait("goal", "Succeeded")
+    assert done["status"]["trials"] < 8  # it ended before trying every point (the seeded grid order is fixed)
     assert next(c for c in done["status"]["conditions"] if c["type"] == "Succeeded")["reason"] == \
         "ExperimentGoalReached"
     assert done["status"]["currentOptimalTrial"]["parameterAssignments"] == [{"name": "x", "value": "1"}]
