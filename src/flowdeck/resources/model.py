@@ -109,6 +109,12 @@ class Status(BaseModel):
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
 
+    def newest_true(self) -> str | None:
+        """The type of the condition that became True most recently (kubectl's STATE column), or None."""
+        true = [c for c in self.conditions if c.status == "True"]
+        return max(true, key=lambda c: (c.lastTransitionTime is not None, c.lastTransitionTime or 0)).type \
+            if true else None
+
     def is_true(self, type_: str) -> bool:
         found = self.condition(type_)
         return found is not None and found.status == "True"

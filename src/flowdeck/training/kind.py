@@ -29,9 +29,7 @@ def reconcile(ctx: KindContext, resource: Resource) -> float | None:
     from flowdeck.training.controller import reconcile as run
 
     delay = run(ctx, resource, spec_model(resource.kind).model_validate(resource.spec))
-    true = [c for c in resource.status.conditions if c.status == "True"]
-    if true:
-        resource.status.state = max(true, key=lambda c: c.lastTransitionTime or "").type
+    resource.status.state = resource.status.newest_true()
     return delay
 
 
