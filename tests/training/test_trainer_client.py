@@ -24,6 +24,7 @@ import pytest
 from jobs_api import Jobs
 
 from flowdeck.training.client import CustomTrainer, TrainerClient, TrainerError, trainjob_document
+from helpers import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,8 @@ def test_custom_trainer_on_two_nodes_all_reduces(client: TrainerClient, tmp_path
     assert "rank 1 of 2 trained 4 steps" in list(client.get_job_logs(name, step="node-1"))
     assert "rank 0 of 2 trained 4 steps" in list(client.get_job_logs(name))
 
-    client.delete_job(name)
-    assert name not in [j.name for j in client.list_jobs()]
+    client.delete_job(name)  # the operator stops the job's processes first, then the job is gone
+    assert wait_for(lambda: name not in [j.name for j in client.list_jobs()], timeout=20)
     with pytest.raises(TrainerError, match=name):
         client.get_job(name)
 
